@@ -1,0 +1,212 @@
+"""The `ragtune` command: local lifecycle, model preparation, ingestion jobs and quick searches."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import httpx
+import typer
+from pydantic import ValidationError
+
+app = typer.Typer(help="ragtune: RAG, fine-tuned and hybrid LLM serving on one Ray cluster.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Offline models of the active profile.", no_args_is_help=True)
+corpus_app = typer.Typer(help="The demo corpus (installed packages' documentation).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(corpus_app, name="corpus")
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def settings():  # noqa: ANN201 - imported lazily so `ragtune --help` stays fast
+    from cluster.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fail(f"invalid settings: {exc}", 2)
+
+
+@app.command()
+def up(wait: Annotated[bool, typer.Option(help="Wait until /readyz answers 200.")] = True) -> None:
+    """Start (or join) Ray, start the embedded database, deploy the Serve application."""
+    from cluster import local
+    from cluster.models import ModelNotPrepared
+
+    try:
+        local.up(settings(), echo=typer.echo, wait=wait)
+    except (RuntimeError, TimeoutError, ModelNotPrepared) as exc:
+        fail(str(exc))
+
+
+@app.command()
+def down() -> None:
+    """Stop what `ragtune up` started, and nothing else."""
+    from cluster import local
+
+    local.down(settings(), echo=typer.echo)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Deployments, replicas and the database."""
+    from cluster import local
+
+    report = local.status(settings())
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    typer.echo(f"profile   {report['profile']}    url {report['url']}")
+    database = report["database"]
+    typer.echo(f"database  {database['status']}" + (
+        f"  ({database.get('documents', 0)} documents, {database.get('chunks', 0)} chunks)"
+        if database["status"] == "up" else f"  {database.get('error', '')}"))
+    typer.echo(f"ray       {report['ray']['status']}  {report['ray']['address']}")
+    serve = report.get("serve")
+    if serve:
+        typer.echo(f"serve     {serve['status']}")
+        for name, dep in serve.get("deployments", {}).items():
+            replicas = ", ".join(f"{k.lower()}={v}" for k, v in dep["replicas"].items()) or "no replicas"
+            typer.echo(f"  {name:<10} {dep['status']:<10} {replicas}")
+    if database["status"] != "up" or report["ray"]["status"] != "up":
+        raise typer.Exit(1)
+
+
+@models_app.command("prepare")
+def models_prepare(
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Build only this model (repeatable).")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if a verified copy exists.")] = False,
+) -> None:
+    """Build the offline models into the models cache (a no-op when they are there and verified)."""
+    from cluster.models import ModelNotPrepared, prepare
+
+    s = settings()
+    typer.echo(f"models cache: {s.models_dir}")
+    started = time.monotonic()
+    try:
+        results = prepare(s.models_dir, only, force=force, echo=typer.echo)
+    except ModelNotPrepared as exc:
+        fail(str(exc))
+    metrics = results.get("minilm-cross-encoder", {}).get("metrics", {})
+    if "reranker_mrr_at_10" in metrics:
+        typer.echo(f"reranker held-out MRR@10: {metrics['reranker_mrr_at_10']} "
+                   f"(embedder alone: {metrics['embedder_mrr_at_10']})")
+    typer.echo(f"done in {time.monotonic() - started:.1f} s")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The active profile's models and where they resolve to."""
+    from cluster.models import ModelNotPrepared, resolve
+
+    s = settings()
+    p = s.profile_spec
+    for role, ref in (("llm", p.llm.model), ("embedder", p.embedder.model), ("reranker", p.reranker.model),
+                      ("test llm", p.test_llm.model if p.test_llm else None)):
+        if ref is None:
+            continue
+        try:
+            where = resolve(ref, s.models_dir)
+        except ModelNotPrepared as exc:
+            where = f"NOT PREPARED ({exc})"
+        typer.echo(f"{role:<9} {ref:<40} {where}")
+
+
+@corpus_app.command("export")
+def corpus_export(out_dir: Path) -> None:
+    """Write the demo corpus (documentation of the installed stack) as files into OUT_DIR."""
+    from cluster.corpus import export_corpus
+
+    paths = export_corpus(out_dir)
+    typer.echo(f"wrote {len(paths)} documents to {out_dir}")
+
+
+@app.command()
+def ingest(
+    directory: Annotated[Path, typer.Argument(help="Directory of .md/.rst/.txt/.html files (recursively).")],
+    follow: Annotated[bool, typer.Option(help="Stream the job's logs and wait for it to end.")] = True,
+) -> None:
+    """Bulk-ingest a directory as a Ray Job (`python -m jobs.ingest DIR`)."""
+    from cluster.jobs_client import submit_and_follow
+
+    directory = directory.expanduser().resolve()
+    if not directory.is_dir():
+        fail(f"{directory} is not a directory")
+    code = submit_and_follow(settings(), ["python", "-m", "jobs.ingest", str(directory)], follow=follow,
+                             echo=typer.echo)
+    raise typer.Exit(code)
+
+
+@app.command()
+def search(query: str, top_n: Annotated[int, typer.Option(help="Hits to show.")] = 5,
+           top_k: Annotated[Optional[int], typer.Option(help="Candidates before reranking.")] = None) -> None:
+    """Search the knowledge base through the running ingress and print ranked hits with sources."""
+    s = settings()
+    body: dict = {"query": query, "top_n": top_n}
+    if top_k is not None:
+        body["top_k"] = top_k
+    try:
+        response = httpx.post(f"{s.http_url}/v1/search", json=body, timeout=120)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {s.http_url}: {exc} (is `ragtune up` running?)")
+    payload = response.json()
+    if response.status_code != 200:
+        fail(payload.get("error", {}).get("message", response.text))
+    typer.secho(f"\n> {query}", bold=True)
+    for rank, hit in enumerate(payload["hits"], 1):
+        snippet = " ".join(hit["text"].split())[:220]
+        typer.echo(f"{rank}. [{hit['rerank_score']:.3f}] {hit['title']}  ({hit['source']} #{hit['chunk_ordinal']})")
+        typer.echo(f"   {snippet}...")
+    t = payload["timings"]
+    typer.echo(f"   timings: embed {t['embed_ms']:.0f} ms, search {t['search_ms']:.0f} ms, "
+               f"rerank {t['rerank_ms']:.0f} ms, total {t['total_ms']:.0f} ms")
+
+
+DEMO_QUERIES = (
+    "How do I create an HNSW index for approximate nearest neighbor search in Postgres?",
+    "How can I fine-tune a large language model with LoRA adapters on a small GPU?",
+    "How does Ray Serve scale model deployments?",
+    "What is the fastest way to serve an LLM with an OpenAI-compatible API?",
+)
+
+
+@app.command()
+def demo() -> None:
+    """Bring the cluster up, ingest the installed stack's documentation as a Ray Job, run example searches."""
+    from cluster import local
+    from cluster.corpus import export_corpus
+    from cluster.jobs_client import submit_and_follow
+    from cluster.models import ModelNotPrepared
+
+    s = settings()
+    try:
+        local.up(s, echo=typer.echo)
+    except (RuntimeError, TimeoutError, ModelNotPrepared) as exc:
+        fail(str(exc))
+    corpus_dir = s.state_dir / "corpus"
+    paths = export_corpus(corpus_dir)
+    typer.echo(f"exported {len(paths)} package docs to {corpus_dir}")
+    if submit_and_follow(s, ["python", "-m", "jobs.ingest", str(corpus_dir)], echo=typer.echo) != 0:
+        fail("the ingestion job failed")
+    for query in DEMO_QUERIES:
+        search(query, top_n=3, top_k=None)
+    typer.secho(f"\nThe cluster keeps running at {s.http_url} (API docs: {s.http_url}/docs).", bold=True)
+    typer.echo("Try: ragtune search \"your question\"    Stop it with: make down  (or: ragtune down)")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Model profiles: the one place that says which models and resources each profile uses.
+
+`cpu-dev` and `gpu` run the same code; only these values differ. A model reference is either
+`local:<name>` (built by `ragtune models prepare` into the models cache) or a model-hub id.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+ProfileName = Literal["cpu-dev", "gpu"]
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Autoscaling(_Frozen):
+    """Ray Serve autoscaling policy of one deployment (fields as in `serve.config.AutoscalingConfig`)."""
+
+    min_replicas: int = Field(1, ge=0)
+    initial_replicas: int | None = None
+    max_replicas: PositiveInt = 2
+    target_ongoing_requests: PositiveFloat = 2.0
+    upscale_delay_s: float = Field(3.0, ge=0)
+    downscale_delay_s: float = Field(30.0, ge=0)
+    look_back_period_s: PositiveFloat = 5.0
+    metrics_interval_s: PositiveFloat = 2.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Autoscaling":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class Placement(_Frozen):
+    """Resources one replica reserves, and how it scales."""
+
+    num_cpus: float = Field(0.1, gt=0)
+    num_gpus: float = Field(0.0, ge=0)
+    max_ongoing_requests: PositiveInt = 16
+    autoscaling: Autoscaling = Autoscaling()
+
+
+class EmbedderSpec(_Frozen):
+    model: str
+    dim: PositiveInt
+    max_seq_length: PositiveInt
+    dtype: Dtype = "float32"
+    max_batch_size: PositiveInt = 32
+    batch_wait_timeout_s: float = Field(0.01, ge=0)
+    placement: Placement = Placement()
+
+
+class RerankerSpec(_Frozen):
+    model: str
+    max_length: PositiveInt = 256
+    dtype: Dtype = "float32"
+    max_batch_size: PositiveInt = 32
+    batch_wait_timeout_s: float = Field(0.01, ge=0)
+    placement: Placement = Placement()
+
+
+class LLMSpec(_Frozen):
+    model: str
+    dtype: Dtype = "bfloat16"
+    max_model_len: PositiveInt = 2048
+
+
+class ChunkingSpec(_Frozen):
+    """Token-aware chunking, counted with the embedder's tokenizer."""
+
+    chunk_tokens: PositiveInt = 300
+    overlap_tokens: int = Field(40, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap(self) -> "ChunkingSpec":
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError("overlap_tokens must be smaller than chunk_tokens")
+        return self
+
+
+class Profile(_Frozen):
+    name: ProfileName
+    llm: LLMSpec
+    test_llm: LLMSpec | None = None
+    embedder: EmbedderSpec
+    reranker: RerankerSpec
+    chunking: ChunkingSpec = ChunkingSpec()
+    ingress: Placement = Placement()
+
+    @model_validator(mode="after")
+    def _chunks_fit_embedder(self) -> "Profile":
+        # A chunk longer than the embedder's window would have its tail invisible to vector search.
+        if self.chunking.chunk_tokens + 2 > self.embedder.max_seq_length:
+            raise ValueError(
+                f"chunk_tokens ({self.chunking.chunk_tokens}) + 2 special tokens exceeds the embedder's "
+                f"max_seq_length ({self.embedder.max_seq_length})"
+            )
+        return self
+
+
+_CPU_SCALING = Autoscaling(min_replicas=1, max_replicas=2, target_ongoing_requests=2, upscale_delay_s=2,
+                           downscale_delay_s=20, look_back_period_s=4)
+
+PROFILES: dict[ProfileName, Profile] = {
+    "cpu-dev": Profile(
+        name="cpu-dev",
+        llm=LLMSpec(model="local:smollm2-135m-instruct", dtype="bfloat16", max_model_len=2048),
+        test_llm=LLMSpec(model="local:tiny-llama", dtype="float32", max_model_len=1024),
+        embedder=EmbedderSpec(
+            model="local:all-minilm-l6-v2", dim=384, max_seq_length=320, dtype="float32", max_batch_size=32,
+            placement=Placement(num_cpus=0.2, max_ongoing_requests=32, autoscaling=_CPU_SCALING),
+        ),
+        reranker=RerankerSpec(
+            model="local:minilm-cross-encoder", max_length=256, dtype="float32", max_batch_size=32,
+            placement=Placement(num_cpus=0.2, max_ongoing_requests=32, autoscaling=_CPU_SCALING),
+        ),
+        chunking=ChunkingSpec(chunk_tokens=300, overlap_tokens=40),
+        ingress=Placement(num_cpus=0.1, max_ongoing_requests=64, autoscaling=_CPU_SCALING),
+    ),
+    "gpu": Profile(
+        name="gpu",
+        llm=LLMSpec(model="mistralai/Mistral-7B-Instruct-v0.3", dtype="bfloat16", max_model_len=8192),
+        embedder=EmbedderSpec(
+            model="BAAI/bge-base-en-v1.5", dim=768, max_seq_length=512, dtype="float16", max_batch_size=128,
+            placement=Placement(num_cpus=1, num_gpus=0.25, max_ongoing_requests=64,
+                                autoscaling=Autoscaling(min_replicas=1, max_replicas=4,
+                                                        target_ongoing_requests=8)),
+        ),
+        reranker=RerankerSpec(
+            model="cross-encoder/ms-marco-MiniLM-L-12-v2", max_length=512, dtype="float16", max_batch_size=128,
+            placement=Placement(num_cpus=1, num_gpus=0.25, max_ongoing_requests=64,
+                                autoscaling=Autoscaling(min_replicas=1, max_replicas=4,
+                                                        target_ongoing_requests=8)),
+        ),
+        chunking=ChunkingSpec(chunk_tokens=300, overlap_tokens=50),
+        ingress=Placement(num_cpus=1, max_ongoing_requests=256,
+                          autoscaling=Autoscaling(min_replicas=2, max_replicas=8, target_ongoing_requests=32)),
+    ),
+}

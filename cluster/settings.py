@@ -1,0 +1,112 @@
+"""Typed, validated runtime settings: the one place that defines ragtune's defaults.
+
+Every process (CLI, Serve replicas, Ray Jobs) builds `Settings()` from the environment (`RAGTUNE_*`, plus
+`DATABASE_URL`); `ragtune up` starts Ray with the same environment so replicas and jobs agree with the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, PositiveInt, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cluster.profiles import PROFILES, Profile, ProfileName
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "ragtune"
+
+
+def _default_models_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ragtune" / "models"
+
+
+class SearchLimits(BaseSettings):
+    """Bounds and defaults of retrieval requests."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGTUNE_SEARCH_", frozen=True)
+
+    default_top_k: PositiveInt = 20
+    max_top_k: PositiveInt = 100
+    default_top_n: PositiveInt = 5
+    max_top_n: PositiveInt = 50
+    max_query_chars: PositiveInt = 2000
+    rrf_k: PositiveInt = 60
+
+    @model_validator(mode="after")
+    def _defaults_within_bounds(self) -> "SearchLimits":
+        if self.default_top_k > self.max_top_k or self.default_top_n > self.max_top_n:
+            raise ValueError("search defaults must lie within their maxima")
+        return self
+
+
+class IngestLimits(BaseSettings):
+    """Bounds on what one ingestion request may carry."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGTUNE_INGEST_", frozen=True)
+
+    max_document_bytes: PositiveInt = 2_000_000
+    max_documents_per_request: PositiveInt = 64
+    max_chunks_per_document: PositiveInt = 2_000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAGTUNE_", frozen=True, extra="ignore")
+
+    profile: ProfileName = "cpu-dev"
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    models_dir: Path = Field(default_factory=_default_models_dir)
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("RAGTUNE_DATABASE_URL", "DATABASE_URL"),
+        description="Any PostgreSQL with pgvector. Unset: the embedded server under state_dir/pgdata.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    ray_address: str | None = Field(None, description="An existing Ray cluster to join instead of starting one.")
+    ray_port: int = Field(6379, ge=1, le=65535)
+    dashboard_port: int = Field(8265, ge=1, le=65535)
+    ray_num_cpus: PositiveInt = Field(8, description="Logical CPUs the local head advertises; replicas use fractions.")
+    app_name: str = "ragtune"
+    db_pool_max: PositiveInt = 8
+    search: SearchLimits = Field(default_factory=SearchLimits)
+    ingest: IngestLimits = Field(default_factory=IngestLimits)
+
+    @field_validator("state_dir", "models_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @cached_property
+    def profile_spec(self) -> Profile:
+        return PROFILES[self.profile]
+
+    @property
+    def pgdata(self) -> Path:
+        return self.state_dir / "pgdata"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def environment(self) -> dict[str, str]:
+        """The variables that make another process (Ray head, job, replica) build these same settings."""
+        env = {
+            "RAGTUNE_PROFILE": self.profile,
+            "RAGTUNE_STATE_DIR": str(self.state_dir),
+            "RAGTUNE_MODELS_DIR": str(self.models_dir),
+            "RAGTUNE_HOST": self.host,
+            "RAGTUNE_PORT": str(self.port),
+            "RAGTUNE_APP_NAME": self.app_name,
+        }
+        if self.database_url:
+            env["RAGTUNE_DATABASE_URL"] = self.database_url
+        return env

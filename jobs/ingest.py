@@ -1,0 +1,147 @@
+"""Bulk ingestion of a directory, as a Ray Job:
+
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m jobs.ingest DIR
+
+Files are chunked here with the embedder's tokenizer, embedded through the running `Embedder` deployment
+(so its dynamic batching and autoscaling apply), and written one document per transaction: a failure in one
+file never leaves a half-written document, and unchanged files are skipped without embedding.
+Progress (files, chunks, chunks/s) is logged every few seconds; the exit code is non-zero if any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cluster.documents import SUFFIX_TYPES
+
+log = logging.getLogger("ragtune.jobs.ingest")
+
+
+@dataclass
+class IngestConfig:
+    directory: Path
+    concurrency: int = 4
+    progress_every_s: float = 5.0
+    suffixes: tuple[str, ...] = tuple(SUFFIX_TYPES)
+
+
+@dataclass
+class Progress:
+    files_total: int
+    started: float = field(default_factory=time.monotonic)
+    files_done: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        return (f"files {self.files_done}/{self.files_total} (created {self.created}, updated {self.updated}, "
+                f"unchanged {self.unchanged}, failed {len(self.failed)}) | chunks {self.chunks} | "
+                f"{self.chunks / elapsed:.1f} chunks/s | {elapsed:.0f} s")
+
+
+def find_files(config: IngestConfig) -> list[Path]:
+    return sorted(p for p in config.directory.rglob("*")
+                  if p.is_file() and p.suffix.lower() in config.suffixes and not p.name.startswith("."))
+
+
+async def run(config: IngestConfig) -> Progress:
+    import numpy as np
+    import ray
+    from ray import serve
+    from transformers import AutoTokenizer
+
+    from cluster import db, knowledge
+    from cluster.documents import Chunker, DocumentError, build_document, decode_text
+    from cluster.knowledge import PreparedDocument
+    from cluster.models import resolve
+    from cluster.settings import Settings
+
+    settings = Settings()
+    profile = settings.profile_spec
+    files = find_files(config)
+    progress = Progress(files_total=len(files))
+    print(f"ingesting {len(files)} files from {config.directory} (profile {settings.profile})", flush=True)
+    if not ray.is_initialized():
+        ray.init(address="auto", log_to_driver=False)
+    embedder = serve.get_deployment_handle("Embedder", app_name=settings.app_name)
+    tokenizer = AutoTokenizer.from_pretrained(resolve(profile.embedder.model, settings.models_dir))
+    chunker = Chunker(tokenizer, profile.chunking.chunk_tokens, profile.chunking.overlap_tokens)
+    url = db.database_url(settings.database_url, settings.pgdata)
+    pool = await db.connect(url, profile.embedder.dim, profile.embedder.model)
+    batch = profile.embedder.max_batch_size
+    gate = asyncio.Semaphore(config.concurrency)
+
+    async def one(path: Path) -> None:
+        async with gate:
+            source = str(path.relative_to(config.directory))
+            try:
+                raw = path.read_bytes()
+                if len(raw) > settings.ingest.max_document_bytes:
+                    raise DocumentError(f"{len(raw)} bytes exceeds the limit of {settings.ingest.max_document_bytes}")
+                doc, chunks = build_document(chunker, decode_text(raw, source), source=source,
+                                             content_type=SUFFIX_TYPES.get(path.suffix.lower()),
+                                             metadata={"path": str(path)},
+                                             max_chunks=settings.ingest.max_chunks_per_document)
+                stored = await knowledge.content_hashes(pool, [source])
+                if stored.get(source) == doc.content_hash:
+                    progress.unchanged += 1
+                    return
+                texts = [c.text for c in chunks]
+                parts = await asyncio.gather(*(embedder.embed.remote(texts[i:i + batch])
+                                               for i in range(0, len(texts), batch)))
+                prepared = PreparedDocument(doc, chunks, np.concatenate(parts))
+                result = (await knowledge.write_documents(pool, [prepared]))[0]
+                setattr(progress, result.status, getattr(progress, result.status) + 1)
+                progress.chunks += len(chunks) if result.status != "unchanged" else 0
+            except (DocumentError, OSError) as exc:
+                progress.failed.append(f"{source}: {exc}")
+                print(f"FAILED {source}: {exc}", flush=True)
+            finally:
+                progress.files_done += 1
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(config.progress_every_s)
+            print(progress.line(), flush=True)
+
+    reporter = asyncio.create_task(report())
+    try:
+        await asyncio.gather(*(one(p) for p in files))
+    finally:
+        reporter.cancel()
+        await pool.close()
+    print(progress.line(), flush=True)
+    return progress
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--concurrency", type=int, default=IngestConfig.concurrency)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    directory = args.directory.expanduser().resolve()
+    if not directory.is_dir():
+        print(f"error: {directory} is not a directory", file=sys.stderr)
+        return 2
+    progress = asyncio.run(run(IngestConfig(directory=directory, concurrency=args.concurrency)))
+    if progress.failed:
+        print(f"{len(progress.failed)} file(s) failed:\n  " + "\n  ".join(progress.failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Builds the Serve application from settings: `serve run serve.app:build` or `ragtune up`.
+
+Each deployment's resources and autoscaling come from the active profile; nothing here branches on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from cluster.profiles import Placement
+from cluster.settings import Settings
+from serve.embedder import Embedder
+from serve.ingress import Ingress
+from serve.reranker import Reranker
+
+
+def deployment_options(name: str, placement: Placement) -> dict[str, Any]:
+    return {
+        "name": name,
+        "ray_actor_options": {"num_cpus": placement.num_cpus, "num_gpus": placement.num_gpus},
+        "max_ongoing_requests": placement.max_ongoing_requests,
+        "autoscaling_config": placement.autoscaling.model_dump(exclude_none=True),
+        "health_check_period_s": 10,
+        "graceful_shutdown_timeout_s": 20,
+    }
+
+
+def build(args: dict[str, Any] | None = None) -> Application:
+    """The application graph: Ingress -> (Embedder, Reranker). `args` override settings fields."""
+    settings = Settings(**(args or {}))
+    profile = settings.profile_spec
+    embedder = serve.deployment(Embedder).options(**deployment_options("Embedder", profile.embedder.placement))
+    reranker = serve.deployment(Reranker).options(**deployment_options("Reranker", profile.reranker.placement))
+    ingress = serve.deployment(Ingress).options(**deployment_options("Ingress", profile.ingress))
+    return ingress.bind(settings, embedder.bind(settings), reranker.bind(settings))

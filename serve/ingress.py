@@ -1,0 +1,264 @@
+"""The HTTP ingress: routes only. Validation, then one service call, then the response shape.
+
+The ingress holds no model; it owns a database pool and handles to the model deployments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import uuid
+from typing import Annotated
+
+import asyncpg
+import numpy as np
+from fastapi import Body, FastAPI, File, Form, Query, UploadFile
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from cluster import db, knowledge
+from cluster.documents import Chunker, DocumentError, decode_text
+from cluster.knowledge import SearchFilters, StoredDocument
+from cluster.models import resolve
+from cluster.settings import Settings
+from serve import errors
+from serve.errors import ApiError, invalid, not_found
+from serve.knowledge_service import EmbedderClient, KnowledgeService, RerankerClient
+from serve.schemas import (
+    ChunkOut, Deleted, DocumentDetail, DocumentIn, DocumentList, DocumentOut, DocumentsIn, Embedding,
+    EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, ErrorResponse, Health, IngestResponse, IngestResult,
+    RerankDocument, RerankRequest, RerankResponse, RerankResult, SearchHit, SearchRequest, SearchResponse,
+    StageTimings,
+)
+
+log = logging.getLogger("ragtune.ingress")
+
+app = FastAPI(
+    title="ragtune",
+    description="Retrieval, reranking and (later) generation over one Ray cluster. Errors use OpenAI's shape.",
+    version="0.1.0",
+    responses={400: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+)
+errors.install(app)
+
+
+def _document_out(doc: StoredDocument) -> DocumentOut:
+    return DocumentOut(id=doc.id, source=doc.source, title=doc.title, content_type=doc.content_type,
+                       content_hash=doc.content_hash, metadata=doc.metadata, chunk_count=doc.chunk_count,
+                       created_at=doc.created_at, updated_at=doc.updated_at)
+
+
+@serve.ingress(app)
+class Ingress:
+    def __init__(self, settings: Settings, embedder: DeploymentHandle, reranker: DeploymentHandle) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoTokenizer
+
+        self.settings = settings
+        profile = settings.profile_spec
+        tokenizer = AutoTokenizer.from_pretrained(resolve(profile.embedder.model, settings.models_dir))
+        chunker = Chunker(tokenizer, profile.chunking.chunk_tokens, profile.chunking.overlap_tokens)
+        self.knowledge = KnowledgeService(
+            settings, EmbedderClient(embedder, profile.embedder.max_batch_size),
+            RerankerClient(reranker, profile.reranker.max_batch_size), chunker)
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        """The pool, opened (and the schema migrated) on first use, so a database outage is a 503, not a crash."""
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    spec = self.settings.profile_spec.embedder
+                    url = db.database_url(self.settings.database_url, self.settings.pgdata)
+                    self._pool = await db.connect(url, spec.dim, spec.model, max_size=self.settings.db_pool_max)
+        return self._pool
+
+    # ------------------------------------------------------------------------------------------- health
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz(self) -> Health:
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, tags=["health"], responses={503: {"model": Health}})
+    async def readyz(self) -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            pool = await self.pool()
+            await asyncio.wait_for(pool.fetchval("SELECT 1"), 5)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - every failure is reported as a check result
+            checks["database"] = f"unavailable: {exc}"
+        try:
+            await asyncio.wait_for(self.knowledge.warm(), 30)
+            checks["embedder"] = checks["reranker"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["embedder"] = checks["reranker"] = f"unavailable: {exc}"
+        ok = all(v == "ok" for v in checks.values())
+        body = Health(status="ok" if ok else "unavailable", checks=checks)
+        return JSONResponse(status_code=200 if ok else 503, content=body.model_dump())
+
+    # ----------------------------------------------------------------------------------------- documents
+
+    def _check_count(self, n: int) -> None:
+        limit = self.settings.ingest.max_documents_per_request
+        if n > limit:
+            raise ApiError(413, f"{n} documents in one request; the limit is {limit}", param="documents",
+                           code="too_many_documents")
+
+    def _check_size(self, n_bytes: int, name: str) -> None:
+        limit = self.settings.ingest.max_document_bytes
+        if n_bytes > limit:
+            raise ApiError(413, f"{name}: {n_bytes} bytes exceeds the limit of {limit} bytes", param="content",
+                           code="document_too_large")
+
+    async def _ingest(self, items: list[DocumentIn]) -> IngestResponse:
+        self._check_count(len(items))
+        prepared = []
+        for i, item in enumerate(items):
+            name = item.source or f"documents[{i}]"
+            self._check_size(len(item.content.encode("utf-8")), name)
+            try:
+                prepared.append(await asyncio.to_thread(
+                    self.knowledge.prepare, item.content, source=item.source, title=item.title,
+                    content_type=item.content_type, metadata=item.metadata))
+            except DocumentError as exc:
+                raise invalid(f"{name}: {exc}", param=f"documents[{i}]", code="invalid_document") from None
+        try:
+            results = await self.knowledge.ingest(await self.pool(), prepared)
+        except ValueError as exc:
+            raise invalid(str(exc), param="documents") from None
+        data = [IngestResult(status=r.status, document=_document_out(r.document)) for r in results]
+        return IngestResponse(data=data, **{s: sum(r.status == s for r in results)
+                                            for s in ("created", "updated", "unchanged")})
+
+    @app.post("/v1/documents", response_model=IngestResponse, tags=["documents"])
+    async def create_documents(self, body: Annotated[DocumentIn | DocumentsIn, Body()]) -> IngestResponse:
+        """Add or replace one document or many (all or nothing: one transaction for the whole request)."""
+        return await self._ingest(body.documents if isinstance(body, DocumentsIn) else [body])
+
+    @app.post("/v1/documents/upload", response_model=IngestResponse, tags=["documents"])
+    async def upload_documents(self, files: Annotated[list[UploadFile], File()],
+                               metadata: Annotated[str | None, Form()] = None) -> IngestResponse:
+        """Add or replace files (text, Markdown, reST, HTML); the source of each is its file name."""
+        import json
+
+        self._check_count(len(files))
+        meta = {}
+        if metadata:
+            try:
+                meta = json.loads(metadata)
+            except ValueError:
+                raise invalid("metadata must be a JSON object", param="metadata") from None
+            if not isinstance(meta, dict):
+                raise invalid("metadata must be a JSON object", param="metadata")
+        items = []
+        for upload in files:
+            name = upload.filename or "upload"
+            raw = await upload.read(self.settings.ingest.max_document_bytes + 1)
+            self._check_size(len(raw), name)
+            try:
+                text = decode_text(raw, name)
+            except DocumentError as exc:
+                raise ApiError(415, str(exc), param="files", code="unsupported_media") from None
+            kind = upload.content_type if upload.content_type in {"text/plain", "text/markdown", "text/x-rst",
+                                                                  "text/html"} else None
+            items.append(DocumentIn(content=text, source=name, content_type=kind, metadata=meta))
+        return await self._ingest(items)
+
+    @app.get("/v1/documents", response_model=DocumentList, tags=["documents"])
+    async def list_documents(self, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                             offset: Annotated[int, Query(ge=0)] = 0) -> DocumentList:
+        total, docs = await knowledge.list_documents(await self.pool(), limit, offset)
+        return DocumentList(data=[_document_out(d) for d in docs], total=total, limit=limit, offset=offset)
+
+    @app.get("/v1/documents/{document_id}", response_model=DocumentDetail, tags=["documents"])
+    async def get_document(self, document_id: uuid.UUID,
+                           include_chunks: Annotated[bool, Query()] = False) -> DocumentDetail:
+        pool = await self.pool()
+        doc = await knowledge.get_document(pool, document_id)
+        if doc is None:
+            raise not_found(f"no document with id {document_id}", param="document_id")
+        chunks = None
+        if include_chunks:
+            chunks = [ChunkOut(ordinal=c.ordinal, text=c.text, token_count=c.token_count)
+                      for c in await knowledge.document_chunks(pool, document_id)]
+        return DocumentDetail(**_document_out(doc).model_dump(), chunks=chunks)
+
+    @app.delete("/v1/documents/{document_id}", response_model=Deleted, tags=["documents"])
+    async def delete_document(self, document_id: uuid.UUID) -> Deleted:
+        if not await knowledge.delete_document(await self.pool(), document_id):
+            raise not_found(f"no document with id {document_id}", param="document_id")
+        return Deleted(id=document_id)
+
+    # -------------------------------------------------------------------------------------------- search
+
+    def _bounded(self, value: int | None, default: int, maximum: int, param: str) -> int:
+        value = default if value is None else value
+        if value > maximum:
+            raise invalid(f"{param} must be between 1 and {maximum}, got {value}", param=param)
+        return value
+
+    @app.post("/v1/search", response_model=SearchResponse, tags=["search"])
+    async def search(self, body: SearchRequest) -> SearchResponse:
+        """Hybrid retrieval (HNSW vector top-k + full-text top-k, fused by RRF in SQL), then cross-encoder rerank."""
+        limits = self.settings.search
+        if len(body.query) > limits.max_query_chars:
+            raise invalid(f"query is {len(body.query)} characters; the limit is {limits.max_query_chars}",
+                          param="query", code="query_too_long")
+        top_k = self._bounded(body.top_k, limits.default_top_k, limits.max_top_k, "top_k")
+        top_n = self._bounded(body.top_n, min(limits.default_top_n, top_k), limits.max_top_n, "top_n")
+        if top_n > top_k:
+            raise invalid(f"top_n ({top_n}) must not exceed top_k ({top_k})", param="top_n")
+        f = body.filters
+        filters = SearchFilters(sources=tuple(f.sources) if f and f.sources else None,
+                                metadata=f.metadata if f and f.metadata else None)
+        outcome = await self.knowledge.search(await self.pool(), body.query, top_k, top_n, body.rerank, filters)
+        hits = [SearchHit(
+            document_id=h.candidate.document_id, source=h.candidate.source, title=h.candidate.title,
+            chunk_ordinal=h.candidate.ordinal, text=h.candidate.text, metadata=h.candidate.metadata,
+            vector_score=h.candidate.vector_score, keyword_score=h.candidate.keyword_score,
+            fused_score=h.candidate.fused_score, rerank_score=h.rerank_score) for h in outcome.hits]
+        timings = StageTimings(embed_ms=outcome.embed_ms, search_ms=outcome.search_ms, rerank_ms=outcome.rerank_ms,
+                               total_ms=outcome.total_ms)
+        return SearchResponse(query=body.query, hits=hits, timings=timings)
+
+    # ---------------------------------------------------------------------------- embeddings and rerank
+
+    @app.post("/v1/embeddings", response_model=EmbeddingsResponse, tags=["models"])
+    async def embeddings(self, body: EmbeddingsRequest) -> EmbeddingsResponse:
+        """OpenAI-compatible embeddings from the profile's embedder."""
+        spec = self.settings.profile_spec.embedder
+        if body.model not in (None, spec.model):
+            raise not_found(f"model {body.model!r} is not served; the embedder is {spec.model!r}", param="model")
+        if body.dimensions not in (None, spec.dim):
+            raise invalid(f"dimensions must be {spec.dim} for {spec.model}", param="dimensions")
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if len(texts) > 2048:
+            raise invalid("at most 2048 inputs per request", param="input")
+        vectors = await self.knowledge.embedder.embed(texts)
+        tokens = await self.knowledge.embedder.handle.tokenize_counts.remote(texts)
+        data = [Embedding(index=i, embedding=base64.b64encode(v.astype(np.float32).tobytes()).decode()
+                          if body.encoding_format == "base64" else v.tolist()) for i, v in enumerate(vectors)]
+        return EmbeddingsResponse(data=data, model=spec.model,
+                                  usage=EmbeddingsUsage(prompt_tokens=sum(tokens), total_tokens=sum(tokens)))
+
+    @app.post("/v1/rerank", response_model=RerankResponse, response_model_exclude_none=True, tags=["models"])
+    async def rerank(self, body: RerankRequest) -> RerankResponse:
+        """Cohere/Jina-compatible rerank: results sorted by relevance, `index` into the request's documents."""
+        spec = self.settings.profile_spec.reranker
+        if body.model not in (None, spec.model):
+            raise not_found(f"model {body.model!r} is not served; the reranker is {spec.model!r}", param="model")
+        texts = body.texts()
+        if len(texts) > 1000:
+            raise invalid("at most 1000 documents per request", param="documents")
+        top_n = len(texts) if body.top_n is None else min(body.top_n, len(texts))
+        scores = await self.knowledge.reranker.score(body.query, texts)
+        order = np.argsort(-scores, kind="stable")[:top_n]
+        results = [RerankResult(index=int(i), relevance_score=float(scores[i]),
+                                document=RerankDocument(text=texts[i]) if body.return_documents else None)
+                   for i in order]
+        return RerankResponse(model=spec.model, results=results)

@@ -1,0 +1,83 @@
+"""Fixtures: one real local cluster (Ray head, embedded Postgres+pgvector, the Serve app with the real embedder
+and reranker) per test session, on its own ports and state directory so it never touches a running demo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from cluster.settings import Settings
+
+TEST_ENV = {
+    "RAGTUNE_PORT": "8100",
+    "RAGTUNE_RAY_PORT": "6390",
+    "RAGTUNE_DASHBOARD_PORT": "8275",
+    "RAGTUNE_APP_NAME": "ragtune-test",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "live" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def test_settings() -> Iterator[Settings]:
+    # A short path: Ray and Postgres put unix sockets under the state dir (108-byte limit).
+    state_dir = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    saved = dict(os.environ)
+    os.environ.update(TEST_ENV | {"RAGTUNE_STATE_DIR": str(state_dir)})
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("RAGTUNE_DATABASE_URL", None)
+    try:
+        yield Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def live(test_settings: Settings) -> Iterator[Settings]:
+    """The running cluster; torn down (Ray head, database) at the end of the session."""
+    from cluster import local
+
+    try:
+        local.up(test_settings, echo=lambda line: print(f"[up] {line}", flush=True))
+        yield test_settings
+    finally:
+        local.down(test_settings, echo=lambda line: print(f"[down] {line}", flush=True))
+
+
+@pytest.fixture(scope="session")
+def api(live: Settings) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.http_url, timeout=120) as client:
+        yield client
+
+
+def package_text(name: str) -> str:
+    from cluster.corpus import package_doc
+
+    doc = package_doc(name)
+    assert doc is not None, f"package {name} has no description"
+    return doc.titled()
+
+
+@pytest.fixture(scope="session")
+def seeded(api: httpx.Client) -> dict[str, str]:
+    """A small real corpus (docs of a few installed packages), ingested once: source -> document id."""
+    docs = [{"source": f"pkg/{name}.md", "content": package_text(name), "content_type": "text/markdown",
+             "metadata": {"package": name, "kind": "readme"}}
+            for name in ("pgvector", "peft", "typer", "httpx")]
+    response = api.post("/v1/documents", json={"documents": docs})
+    assert response.status_code == 200, response.text
+    return {r["document"]["source"]: r["document"]["id"] for r in response.json()["data"]}

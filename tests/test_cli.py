@@ -1,0 +1,43 @@
+"""The CLI against the running test cluster, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "ragtune"), *args], capture_output=True, text=True, timeout=300,
+                          env=env or os.environ.copy())
+
+
+def test_status_reports_deployments_and_database(live) -> None:  # noqa: ANN001
+    result = run("status", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["database"]["status"] == "up" and report["ray"]["status"] == "up"
+    deployments = report["serve"]["deployments"]
+    assert {"Ingress", "Embedder", "Reranker"} <= set(deployments)
+    assert all(d["replicas"].get("RUNNING", 0) >= 1 for d in deployments.values())
+
+
+def test_search_command_prints_ranked_hits(live, seeded) -> None:  # noqa: ANN001
+    result = run("search", "pgvector approximate nearest neighbour index", "--top-n", "2")
+    assert result.returncode == 0, result.stderr
+    assert "1. [" in result.stdout and "pkg/pgvector.md" in result.stdout and "timings:" in result.stdout
+
+
+def test_invalid_settings_are_a_clear_error() -> None:
+    result = run("status", env=os.environ | {"RAGTUNE_PROFILE": "tpu"})
+    assert result.returncode == 2 and "invalid settings" in result.stderr and "profile" in result.stderr
+
+
+def test_models_list_shows_prepared_models() -> None:
+    result = run("models", "list")
+    assert result.returncode == 0 and "NOT PREPARED" not in result.stdout
+    assert "local:minilm-cross-encoder" in result.stdout
