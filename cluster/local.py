@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -85,9 +86,13 @@ def _head_processes(temp_dir: Path) -> list[psutil.Process]:
 
 
 def ray_is_up(address: str) -> bool:
-    result = subprocess.run([_ray_cli(), "status", "--address", address], capture_output=True, text=True,
-                            timeout=60, env=os.environ | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
-    return result.returncode == 0
+    """Whether a Ray GCS answers at host:port (a TCP probe: `ray status` waits long on a dead address)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def start_ray_head(settings: Settings, echo: Callable[[str], None]) -> str:
@@ -123,17 +128,23 @@ def stop_ray_head(settings: Settings, temp_dir: Path, timeout_s: float = 30) -> 
 # --------------------------------------------------------------------------------------------- Serve
 
 def _connect_ray(address: str) -> None:
+    loopback = address.startswith(("127.", "localhost"))
+    if loopback:
+        # Read when ray is first imported: without it Ray rewrites a loopback address to the machine's external
+        # one, where nothing listens, and the driver hangs.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address, namespace="ragtune", log_to_driver=False,
+        ray.init(address=address, _node_ip_address="127.0.0.1" if loopback else None,
+                 namespace="ragtune", log_to_driver=False,
                  runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
 
 
 def deploy(settings: Settings, address: str, echo: Callable[[str], None]) -> None:
+    _connect_ray(address)  # before any other ray import, see _connect_ray
     from ray import serve
 
-    _connect_ray(address)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     module, _, attr = APP_IMPORT_PATH.partition(":")
     app = getattr(importlib.import_module(module), attr)(settings.model_dump(
@@ -198,9 +209,9 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
             echo(f"stopped the Ray head ({count} processes)")
         else:
             try:
+                _connect_ray(state.ray_address)
                 from ray import serve
 
-                _connect_ray(state.ray_address)
                 serve.delete(settings.app_name)
                 echo(f"deleted the Serve application {settings.app_name!r} (Ray was not started by ragtune)")
             except Exception as exc:  # noqa: BLE001 - report and keep going: the database still needs stopping
@@ -240,9 +251,9 @@ def status(settings: Settings) -> dict[str, Any]:
         return report
     report["ray"] = {"status": "up", "address": address, "started_by_ragtune": state.started_ray}
     try:
+        _connect_ray(address)
         from ray import serve
 
-        _connect_ray(address)
         apps = serve.status().applications
         app = apps.get(settings.app_name)
         if app is None:

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cluster.db import DatabaseUnavailable
 from cluster.documents import DocumentError
-from serve.schemas import ErrorDetail, ErrorResponse
+from serve.schemas import UNION_TAGS, ErrorDetail, ErrorResponse
 
 log = logging.getLogger("ragtune.ingress")
 
@@ -50,10 +50,15 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-        message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
-                            for e in errors[:5])
-        return _body(400, message, "invalid_request_error", ".".join(loc) or None, "invalid_value")
+
+        def where(error: dict) -> str:
+            loc = list(error.get("loc", ()))
+            if loc and loc[0] in ("body", "query", "path", "header"):  # the request part, not the field
+                loc = loc[1:]
+            return ".".join(str(p) for p in loc if p not in UNION_TAGS)
+
+        message = "; ".join(f"{where(e) or 'body'}: {e.get('msg')}" for e in errors[:5])
+        return _body(400, message, "invalid_request_error", where(first) or None, "invalid_value")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -28,7 +28,7 @@ from serve import errors
 from serve.errors import ApiError, invalid, not_found
 from serve.knowledge_service import EmbedderClient, KnowledgeService, RerankerClient
 from serve.schemas import (
-    ChunkOut, Deleted, DocumentDetail, DocumentIn, DocumentList, DocumentOut, DocumentsIn, Embedding,
+    ChunkOut, Deleted, DocumentDetail, DocumentIn, DocumentList, DocumentOut, DocumentsBody, DocumentsIn, Embedding,
     EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, ErrorResponse, Health, IngestResponse, IngestResult,
     RerankDocument, RerankRequest, RerankResponse, RerankResult, SearchHit, SearchRequest, SearchResponse,
     StageTimings,
@@ -136,7 +136,7 @@ class Ingress:
                                             for s in ("created", "updated", "unchanged")})
 
     @app.post("/v1/documents", response_model=IngestResponse, tags=["documents"])
-    async def create_documents(self, body: Annotated[DocumentIn | DocumentsIn, Body()]) -> IngestResponse:
+    async def create_documents(self, body: Annotated[DocumentsBody, Body()]) -> IngestResponse:
         """Add or replace one document or many (all or nothing: one transaction for the whole request)."""
         return await self._ingest(body.documents if isinstance(body, DocumentsIn) else [body])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from cluster.documents import CONTENT_TYPES
 
@@ -51,6 +51,15 @@ class DocumentIn(_Request):
 
 class DocumentsIn(_Request):
     documents: list[DocumentIn] = Field(..., min_length=1)
+
+
+# One document or {"documents": [...]}: the discriminator picks the shape, so a validation error speaks of
+# that shape only. The tags appear in error locations; errors.py strips them.
+UNION_TAGS = frozenset({"single", "batch"})
+DocumentsBody = Annotated[
+    Union[Annotated[DocumentIn, Tag("single")], Annotated[DocumentsIn, Tag("batch")]],
+    Discriminator(lambda v: "batch" if isinstance(v, dict) and "documents" in v else "single"),
+]
 
 
 class DocumentOut(BaseModel):

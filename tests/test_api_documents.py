@@ -7,17 +7,11 @@ import uuid
 import httpx
 import pytest
 
+from tests.helpers import api_error
+
 
 def _doc_count(api: httpx.Client) -> int:
     return api.get("/v1/documents", params={"limit": 1}).json()["total"]
-
-
-def _error(response: httpx.Response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["message"]
-    return body["error"]
 
 
 def test_create_unchanged_update_delete_cycle(api: httpx.Client) -> None:
@@ -44,8 +38,8 @@ def test_create_unchanged_update_delete_cycle(api: httpx.Client) -> None:
     assert hits and hits[0]["document_id"] == doc_id
 
     assert api.delete(f"/v1/documents/{doc_id}").json() == {"id": doc_id, "object": "document", "deleted": True}
-    _error(api.get(f"/v1/documents/{doc_id}"), 404)
-    _error(api.delete(f"/v1/documents/{doc_id}"), 404)
+    api_error(api.get(f"/v1/documents/{doc_id}"), 404)
+    api_error(api.delete(f"/v1/documents/{doc_id}"), 404)
     hits = api.post("/v1/search", json={"query": "zebra stripe polishing", "top_n": 3}).json()["hits"]
     assert all(h["document_id"] != doc_id for h in hits)
 
@@ -57,8 +51,8 @@ def test_listing_is_paginated_with_a_total(api: httpx.Client, seeded: dict[str, 
     page2 = api.get("/v1/documents", params={"limit": 2, "offset": 2}).json()
     assert page1["total"] == total and len(page1["data"]) == 2 and page1["limit"] == 2
     assert not {d["id"] for d in page1["data"]} & {d["id"] for d in page2["data"]}
-    _error(api.get("/v1/documents", params={"limit": 0}), 400)
-    _error(api.get("/v1/documents", params={"offset": -1}), 400)
+    api_error(api.get("/v1/documents", params={"limit": 0}), 400)
+    api_error(api.get("/v1/documents", params={"offset": -1}), 400)
 
 
 def test_multipart_upload_of_files(api: httpx.Client) -> None:
@@ -78,7 +72,7 @@ def test_multipart_upload_of_files(api: httpx.Client) -> None:
 ])
 def test_non_text_uploads_are_refused(api: httpx.Client, files: list, status: int, code: str) -> None:
     before = _doc_count(api)
-    assert _error(api.post("/v1/documents/upload", files=files), status)["code"] == code
+    assert api_error(api.post("/v1/documents/upload", files=files), status)["code"] == code
     assert _doc_count(api) == before
 
 
@@ -92,7 +86,7 @@ def test_non_text_uploads_are_refused(api: httpx.Client, files: list, status: in
 ])
 def test_invalid_documents_get_400(api: httpx.Client, body: dict, param: str | None) -> None:
     before = _doc_count(api)
-    error = _error(api.post("/v1/documents", json=body), 400)
+    error = api_error(api.post("/v1/documents", json=body), 400)
     if param:
         assert error["param"] == param
     assert _doc_count(api) == before
@@ -102,21 +96,21 @@ def test_a_batch_with_one_bad_document_writes_nothing(api: httpx.Client) -> None
     before = _doc_count(api)
     good = {"source": f"good-{uuid.uuid4()}", "content": "A perfectly fine document about kiwis."}
     bad = {"source": f"bad-{uuid.uuid4()}", "content": "# Heading only"}
-    assert _error(api.post("/v1/documents", json={"documents": [good, bad]}), 400)["param"] == "documents[1]"
+    assert api_error(api.post("/v1/documents", json={"documents": [good, bad]}), 400)["param"] == "documents[1]"
     dup = api.post("/v1/documents", json={"documents": [good, dict(good, content="other text")]})
-    assert "more than once" in _error(dup, 400)["message"]
+    assert "more than once" in api_error(dup, 400)["message"]
     assert _doc_count(api) == before
 
 
 def test_oversized_and_too_many_documents_get_413(api: httpx.Client, live) -> None:  # noqa: ANN001
     limits = live.ingest
     big = "word " * (limits.max_document_bytes // 5 + 10)
-    assert _error(api.post("/v1/documents", json={"content": big}), 413)["code"] == "document_too_large"
+    assert api_error(api.post("/v1/documents", json={"content": big}), 413)["code"] == "document_too_large"
     many = [{"content": f"doc {i}"} for i in range(limits.max_documents_per_request + 1)]
-    assert _error(api.post("/v1/documents", json={"documents": many}), 413)["code"] == "too_many_documents"
+    assert api_error(api.post("/v1/documents", json={"documents": many}), 413)["code"] == "too_many_documents"
 
 
 def test_unknown_and_malformed_ids(api: httpx.Client) -> None:
-    _error(api.get(f"/v1/documents/{uuid.uuid4()}"), 404)
-    _error(api.get("/v1/documents/not-a-uuid"), 400)
-    _error(api.get("/v1/no-such-route"), 404)
+    api_error(api.get(f"/v1/documents/{uuid.uuid4()}"), 404)
+    api_error(api.get("/v1/documents/not-a-uuid"), 400)
+    api_error(api.get("/v1/no-such-route"), 404)

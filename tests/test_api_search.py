@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.test_api_documents import _error
+from tests.helpers import api_error
 
 
 def test_readyz_and_healthz(api: httpx.Client) -> None:
@@ -80,12 +80,12 @@ def test_filters_by_source_and_metadata(api: httpx.Client, seeded: dict[str, str
     ({"top_k": 5}, "query"),
 ])
 def test_bad_search_requests_get_400(api: httpx.Client, body: dict, param: str) -> None:
-    assert _error(api.post("/v1/search", json=body), 400)["param"] == param
+    assert api_error(api.post("/v1/search", json=body), 400)["param"] == param
 
 
 def test_malformed_json_gets_400(api: httpx.Client) -> None:
     response = api.post("/v1/search", content=b"{not json", headers={"content-type": "application/json"})
-    _error(response, 400)
+    api_error(response, 400)
 
 
 def test_embeddings_in_openai_shape(api: httpx.Client, live) -> None:  # noqa: ANN001
@@ -106,7 +106,7 @@ def test_embeddings_in_openai_shape(api: httpx.Client, live) -> None:  # noqa: A
     ({"input": "x", "dimensions": 7}, 400), ({"input": "x", "model": "no-such-model"}, 404),
 ])
 def test_bad_embedding_requests(api: httpx.Client, body: dict, status: int) -> None:
-    _error(api.post("/v1/embeddings", json=body), status)
+    api_error(api.post("/v1/embeddings", json=body), status)
 
 
 def test_rerank_in_cohere_shape(api: httpx.Client) -> None:
@@ -127,4 +127,4 @@ def test_rerank_in_cohere_shape(api: httpx.Client) -> None:
     ({"query": "q", "documents": ["a"], "top_n": 0}, 400), ({"documents": ["a"]}, 400),
 ])
 def test_bad_rerank_requests(api: httpx.Client, body: dict, status: int) -> None:
-    _error(api.post("/v1/rerank", json=body), status)
+    api_error(api.post("/v1/rerank", json=body), status)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from cluster import db
-from tests.test_api_documents import _error
+from tests.helpers import api_error
 
 
 def test_database_outage_is_a_503_and_recovers(api: httpx.Client, live) -> None:  # noqa: ANN001
@@ -14,10 +14,10 @@ def test_database_outage_is_a_503_and_recovers(api: httpx.Client, live) -> None:
     before = api.get("/v1/documents").json()["total"]
     assert db.stop_embedded(live.pgdata)
     try:
-        error = _error(api.post("/v1/search", json={"query": "vector index"}), 503)
+        error = api_error(api.post("/v1/search", json={"query": "vector index"}), 503)
         assert error["code"] == "database_unavailable"
-        _error(api.post("/v1/documents", json={"content": "written during the outage"}), 503)
-        _error(api.get("/v1/documents"), 503)
+        api_error(api.post("/v1/documents", json={"content": "written during the outage"}), 503)
+        api_error(api.get("/v1/documents"), 503)
         ready = api.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("unavailable")
     finally:
