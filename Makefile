@@ -53,7 +53,7 @@ test-unit: setup
 	$(BIN)/pytest -m "not integration" -q
 
 bench: models
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.knowledge
 
 clean:
 	rm -rf $(VENV) .ragtune build *.egg-info

@@ -71,53 +71,75 @@ def _mrr(ranked_ids: list[list[int]], positives: list[int], cutoff: int) -> floa
     return total / max(1, len(positives))
 
 
-def train_cross_encoder(base_model: Path, output_dir: Path, train_queries: int = 400, eval_queries: int = 100,
-                        negatives: int = 3, epochs: int = 1) -> dict:
+def _dedupe(examples: list[Example], passage_emb, threshold: float = 0.95) -> list[int]:
+    """Indices of examples whose passage is not a near-copy of an earlier one (forks ship the same README)."""
+    keep: list[int] = []
+    for i in range(len(examples)):
+        if not keep or float((passage_emb[keep] @ passage_emb[i]).max()) < threshold:
+            keep.append(i)
+    return keep
+
+
+def train_cross_encoder(base_model: Path, output_dir: Path, train_queries: int = 600, eval_queries: int = 100,
+                        negatives: int = 3, epochs: int = 1, loss: str = "mnrl", max_length: int = 160,
+                        passage_chars: int = 700, learning_rate: float = 5e-5, batch_size: int = 16) -> dict:
     import numpy as np
     import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MultipleNegativesRankingLoss
 
     started = time.monotonic()
     rng = random.Random(SEED)
     torch.manual_seed(SEED)
-    examples = mine_examples()
-    rng.shuffle(examples)
+    examples = [Example(e.query, e.passage[:passage_chars], e.doc) for e in mine_examples()]
+    embedder = SentenceTransformer(str(base_model), device="cpu")
+    passage_emb = embedder.encode([e.passage for e in examples], batch_size=32, normalize_embeddings=True,
+                                  show_progress_bar=False)
+    keep = _dedupe(examples, passage_emb)
+    order = rng.sample(keep, len(keep))
+    examples, passage_emb = [examples[i] for i in order], passage_emb[order]
     held_out = examples[:eval_queries]
     train = examples[eval_queries:eval_queries + train_queries]
     passages = [e.passage for e in examples]  # the pool every query ranks against
-    print(f"mined {len(examples)} sections; training on {len(train)} queries, holding out {len(held_out)}",
+    print(f"mined {len(order)} distinct sections; training on {len(train)} queries, holding out {len(held_out)}",
           flush=True)
-
-    embedder = SentenceTransformer(str(base_model), device="cpu")
-    passage_emb = embedder.encode(passages, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
     query_emb = embedder.encode([e.query for e in examples[:eval_queries + train_queries]], batch_size=64,
                                 normalize_embeddings=True, show_progress_bar=False)
     nearest = np.argsort(-(query_emb @ passage_emb.T), axis=1)[:, :max(CANDIDATES, negatives + 1) + 1]
     print(f"embedded {len(passages)} passages in {time.monotonic() - started:.0f} s", flush=True)
 
-    rows: dict[str, list] = {"query": [], "passage": [], "label": []}
-    for i, ex in enumerate(train, start=eval_queries):
-        hard = [int(j) for j in nearest[i] if int(j) != i][:negatives]
-        rows["query"].append(ex.query), rows["passage"].append(ex.passage), rows["label"].append(1.0)
-        for j in hard + [rng.randrange(len(passages))]:
-            if j != i:
-                rows["query"].append(ex.query), rows["passage"].append(passages[j]), rows["label"].append(0.0)
+    model = CrossEncoder(str(base_model), num_labels=1, max_length=max_length, device="cpu")
+    if loss == "mnrl":
+        # (query, positive, hard negatives...) tuples; the loss also uses in-batch passages as negatives.
+        rows: dict[str, list] = {"query": [], "positive": []} | {f"negative_{k}": [] for k in range(negatives)}
+        for i, ex in enumerate(train, start=eval_queries):
+            hard = [int(j) for j in nearest[i] if int(j) != i][:negatives]
+            rows["query"].append(ex.query), rows["positive"].append(ex.passage)
+            for k, j in enumerate(hard):
+                rows[f"negative_{k}"].append(passages[j])
+        train_loss = MultipleNegativesRankingLoss(model, num_negatives=2)
+    else:
+        rows = {"query": [], "passage": [], "label": []}
+        for i, ex in enumerate(train, start=eval_queries):
+            hard = [int(j) for j in nearest[i] if int(j) != i][:negatives]
+            rows["query"].append(ex.query), rows["passage"].append(ex.passage), rows["label"].append(1.0)
+            for j in hard + [rng.randrange(len(passages))]:
+                if j != i:
+                    rows["query"].append(ex.query), rows["passage"].append(passages[j]), rows["label"].append(0.0)
+        train_loss = BinaryCrossEntropyLoss(model)
     dataset = Dataset.from_dict(rows).shuffle(seed=SEED)
-
-    model = CrossEncoder(str(base_model), num_labels=1, max_length=256, device="cpu")
     args = CrossEncoderTrainingArguments(
-        output_dir=str(output_dir / "_trainer"), num_train_epochs=epochs, per_device_train_batch_size=16,
-        learning_rate=4e-5, warmup_steps=10, seed=SEED, use_cpu=True, logging_steps=20, save_strategy="no",
-        report_to=[], disable_tqdm=True,
+        output_dir=str(output_dir / "_trainer"), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate, warmup_ratio=0.1, seed=SEED, use_cpu=True, logging_steps=10,
+        save_strategy="no", report_to=[], disable_tqdm=True,
     )
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=BinaryCrossEntropyLoss(model))
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=train_loss)
     train_started = time.monotonic()
     trainer.train()
     train_seconds = time.monotonic() - train_started
-    print(f"trained on {len(dataset)} pairs in {train_seconds:.0f} s", flush=True)
+    print(f"trained on {len(dataset)} examples ({loss}) in {train_seconds:.0f} s", flush=True)
 
     # Held-out: the embedder's top CANDIDATES for each query, then the reranker's order of those same ids.
     embed_ranked = [[int(j) for j in nearest[i][:CANDIDATES]] for i in range(len(held_out))]
@@ -127,7 +149,8 @@ def train_cross_encoder(base_model: Path, output_dir: Path, train_queries: int =
         rerank_ranked.append([ids[k] for k in np.argsort(-np.asarray(scores))])
     positives = list(range(len(held_out)))
     metrics = {
-        "mined_sections": len(examples), "train_queries": len(train), "train_pairs": len(dataset),
+        "mined_sections": len(examples), "train_queries": len(train), "train_examples": len(dataset),
+        "loss": loss, "max_length": max_length, "learning_rate": learning_rate, "epochs": epochs,
         "heldout_queries": len(held_out), "candidates": CANDIDATES,
         "embedder_mrr_at_10": round(_mrr(embed_ranked, positives, 10), 4),
         "reranker_mrr_at_10": round(_mrr(rerank_ranked, positives, 10), 4),

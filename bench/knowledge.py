@@ -1,0 +1,185 @@
+"""Knowledge-path benchmark: ingestion through the API vs the embedder's raw encode, and /v1/search latency at
+20k+ chunks vs the same SQL run directly through asyncpg. Every ratio is against a baseline taken in the same run.
+
+    python -m bench.knowledge [--chunks 20000] [--queries 100]
+
+It starts its own local cluster (temporary state dir, ports 8200/6400/8285) and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+BENCH_ENV = {"RAGTUNE_PORT": "8200", "RAGTUNE_RAY_PORT": "6400", "RAGTUNE_DASHBOARD_PORT": "8285",
+             "RAGTUNE_APP_NAME": "ragtune-bench", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+QUERIES = [
+    "How do I create an HNSW index in Postgres?", "fine-tune a model with LoRA adapters",
+    "serve a model behind an OpenAI compatible API", "retry HTTP requests with timeouts",
+    "command line interface with type hints", "distributed training on several GPUs",
+    "load a dataset from disk", "tokenize text quickly", "quantize a model to 4 bits",
+    "asynchronous PostgreSQL driver performance", "progress bar for loops", "validate settings from environment",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(pct(values, 50), 2), "p95_ms": round(pct(values, 95), 2),
+            "mean_ms": round(statistics.fmean(values), 2)}
+
+
+def bench_ingest(client: httpx.Client, settings) -> dict:  # noqa: ANN001
+    """Chunks/s through POST /v1/documents vs SentenceTransformer.encode on the very same chunk texts."""
+    from sentence_transformers import SentenceTransformer
+
+    from cluster.corpus import DEMO_PACKAGES, package_docs
+    from cluster.models import resolve
+
+    docs = package_docs(DEMO_PACKAGES)
+    bodies = [{"source": f"bench/{d.filename}", "content": d.titled(), "content_type": d.content_type} for d in docs]
+    started = time.perf_counter()
+    created = []
+    for i in range(0, len(bodies), 4):
+        response = client.post("/v1/documents", json={"documents": bodies[i:i + 4]})
+        response.raise_for_status()
+        created.extend(response.json()["data"])
+    api_s = time.perf_counter() - started
+    chunks = sum(r["document"]["chunk_count"] for r in created)
+    texts = [c["text"] for r in created
+             for c in client.get(f"/v1/documents/{r['document']['id']}", params={"include_chunks": True}).json()["chunks"]]
+    spec = settings.profile_spec.embedder
+    model = SentenceTransformer(resolve(spec.model, settings.models_dir), device="cpu")
+    model.max_seq_length = spec.max_seq_length
+    model.encode(texts[:8])
+    started = time.perf_counter()
+    model.encode(texts, batch_size=spec.max_batch_size, normalize_embeddings=True)
+    raw_s = time.perf_counter() - started
+    del model
+    return {"documents": len(created), "chunks": chunks, "api_chunks_per_s": round(chunks / api_s, 1),
+            "raw_encode_chunks_per_s": round(len(texts) / raw_s, 1), "ratio": round((chunks / api_s) / (len(texts) / raw_s), 3)}
+
+
+async def grow_to(settings, target_chunks: int) -> int:  # noqa: ANN001
+    """Fill the knowledge base to `target_chunks` by COPYing variants of the real chunks: the same texts with
+    their real embeddings plus small noise (re-normalized), so the HNSW graph and GIN index have a realistic
+    size and shape without hours of CPU embedding. Marked with metadata {"synthetic": true}."""
+    import asyncpg
+
+    from cluster import db
+
+    spec = settings.profile_spec.embedder
+    url = db.database_url(settings.database_url, settings.pgdata)
+    pool = await db.connect(url, spec.dim, spec.model)
+    rows = await pool.fetch("SELECT text, token_count, embedding FROM chunks")
+    have = len(rows)
+    rng = np.random.default_rng(0)
+    batch_docs = max(1, (target_chunks - have) // len(rows) + 1)
+    async with pool.acquire() as conn:
+        for b in range(batch_docs):
+            if have >= target_chunks:
+                break
+            doc_id = await conn.fetchval(
+                "INSERT INTO documents (source, title, content_type, content_hash, content, metadata) "
+                "VALUES ($1, $2, 'text/plain', $3, '', '{\"synthetic\": true}'::jsonb) RETURNING id",
+                f"synthetic/{b}", f"synthetic copy {b}", f"synthetic-{b}")
+            records = []
+            for ordinal, r in enumerate(rows):
+                vec = np.asarray(r["embedding"], dtype=np.float32) + rng.normal(0, 0.02, spec.dim).astype(np.float32)
+                records.append((doc_id, ordinal, r["text"], r["token_count"], vec / np.linalg.norm(vec)))
+            await conn.copy_records_to_table("chunks", columns=["document_id", "ordinal", "text", "token_count",
+                                                                "embedding"], records=records)
+            have += len(records)
+            print(f"  grown to {have} chunks", flush=True)
+        await conn.execute("VACUUM ANALYZE chunks")
+    await pool.close()
+    return have
+
+
+async def bench_search(client: httpx.Client, settings, n_queries: int) -> dict:  # noqa: ANN001
+    from sentence_transformers import SentenceTransformer
+
+    from cluster import db, knowledge
+    from cluster.knowledge import SearchFilters
+    from cluster.models import resolve
+
+    spec = settings.profile_spec.embedder
+    queries = [QUERIES[i % len(QUERIES)] for i in range(n_queries)]
+    model = SentenceTransformer(resolve(spec.model, settings.models_dir), device="cpu")
+    vectors = model.encode(queries, normalize_embeddings=True)
+    del model
+    pool = await db.connect(db.database_url(settings.database_url, settings.pgdata), spec.dim, spec.model)
+    top_k = settings.search.default_top_k
+    for q, v in zip(queries[:5], vectors[:5]):  # warm both paths
+        await knowledge.hybrid_search(pool, v, q, top_k)
+        client.post("/v1/search", json={"query": q, "rerank": False})
+    sql_ms = []
+    for q, v in zip(queries, vectors):
+        t = time.perf_counter()
+        await knowledge.hybrid_search(pool, v, q, top_k, settings.search.rrf_k, SearchFilters())
+        sql_ms.append((time.perf_counter() - t) * 1000)
+    await pool.close()
+    results = {"sql_direct": summary(sql_ms)}
+    for label, rerank in (("api_no_rerank", False), ("api_full", True)):
+        wall, stages = [], {"embed_ms": [], "search_ms": [], "rerank_ms": []}
+        for q in queries:
+            t = time.perf_counter()
+            response = client.post("/v1/search", json={"query": q, "rerank": rerank, "top_k": top_k, "top_n": 5})
+            wall.append((time.perf_counter() - t) * 1000)
+            response.raise_for_status()
+            for k in stages:
+                stages[k].append(response.json()["timings"][k])
+        results[label] = summary(wall) | {"stages_p50_ms": {k: round(pct(v, 50), 2) for k, v in stages.items()}}
+    results["ratio_p50_api_no_rerank_vs_sql"] = round(results["api_no_rerank"]["p50_ms"] / results["sql_direct"]["p50_ms"], 2)
+    results["ratio_p50_api_full_vs_sql"] = round(results["api_full"]["p50_ms"] / results["sql_direct"]["p50_ms"], 2)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=20_000)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/knowledge.json"))
+    args = parser.parse_args()
+    state_dir = Path(tempfile.mkdtemp(prefix="rtb-", dir="/tmp"))
+    os.environ.update(BENCH_ENV | {"RAGTUNE_STATE_DIR": str(state_dir)})
+    os.environ.pop("DATABASE_URL", None)
+    from cluster import local
+    from cluster.settings import Settings
+
+    settings = Settings()
+    report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "profile": settings.profile,
+                    "embedder": settings.profile_spec.embedder.model, "reranker": settings.profile_spec.reranker.model}
+    try:
+        local.up(settings, echo=print)
+        with httpx.Client(base_url=settings.http_url, timeout=300) as client:
+            print("ingest: API vs raw encode ...", flush=True)
+            report["ingest"] = bench_ingest(client, settings)
+            print(json.dumps(report["ingest"]), flush=True)
+            report["chunks"] = asyncio.run(grow_to(settings, args.chunks))
+            print(f"search at {report['chunks']} chunks, {args.queries} queries per path ...", flush=True)
+            report["search"] = asyncio.run(bench_search(client, settings, args.queries))
+            print(json.dumps(report["search"], indent=2), flush=True)
+    finally:
+        local.down(settings, echo=print)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
