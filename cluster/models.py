@@ -141,7 +141,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("all-minilm-l6-v2", 1, _build_embedder),
     Recipe("smollm2-135m-instruct", 1, _build_smollm2),
     Recipe("tiny-llama", 1, _build_tiny_llama),
-    Recipe("minilm-cross-encoder", 1, _build_cross_encoder, needs=("all-minilm-l6-v2",)),
+    Recipe("minilm-cross-encoder", 2, _build_cross_encoder, needs=("all-minilm-l6-v2",)),
 )}
 
 

@@ -25,19 +25,27 @@ def test_readyz_and_healthz(api: httpx.Client) -> None:
     ("parameter-efficient fine-tuning of large models with LoRA adapters", "peft"),
     ("build a command line application with type hints", "typer"),
 ])
-def test_search_finds_the_right_document(api: httpx.Client, seeded: dict[str, str], query: str,
-                                         package: str) -> None:
-    body = api.post("/v1/search", json={"query": query, "top_k": 20, "top_n": 5}).json()
+def test_hybrid_retrieval_finds_the_right_document(api: httpx.Client, seeded: dict[str, str], query: str,
+                                                   package: str) -> None:
+    body = api.post("/v1/search", json={"query": query, "top_k": 20, "top_n": 5, "rerank": False}).json()
     hits = body["hits"]
     assert len(hits) == 5
-    assert hits[0]["source"] == f"pkg/{package}.md", [(h["source"], h["rerank_score"]) for h in hits]
-    scores = [h["rerank_score"] for h in hits]
-    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert hits[0]["source"] == f"pkg/{package}.md", [(h["source"], h["fused_score"]) for h in hits]
     for hit in hits:
         assert hit["document_id"] == seeded[hit["source"]]
         assert hit["vector_score"] is not None or hit["keyword_score"] is not None
-        assert hit["fused_score"] > 0 and hit["text"]
+        assert hit["fused_score"] > 0 and hit["text"] and hit["rerank_score"] is None
+
+
+def test_reranked_search_scores_and_times_every_stage(api: httpx.Client, seeded: dict[str, str]) -> None:
+    body = api.post("/v1/search", json={"query": "How do I create an HNSW index in Postgres?", "top_k": 20,
+                                        "top_n": 5}).json()
+    hits = body["hits"]
+    assert len(hits) == 5 and "pkg/pgvector.md" in {h["source"] for h in hits}
+    scores = [h["rerank_score"] for h in hits]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
     t = body["timings"]
+    assert min(t["embed_ms"], t["search_ms"], t["rerank_ms"]) > 0
     assert t["total_ms"] >= t["embed_ms"] + t["search_ms"] + t["rerank_ms"] - 1
 
 
@@ -112,14 +120,20 @@ def test_bad_embedding_requests(api: httpx.Client, body: dict, status: int) -> N
 def test_rerank_in_cohere_shape(api: httpx.Client) -> None:
     documents = ["Paris is the capital of France.", "Bananas are rich in potassium.",
                  "The Eiffel Tower stands in Paris, the French capital."]
-    body = api.post("/v1/rerank", json={"query": "What is the capital of France?", "documents": documents,
-                                        "top_n": 2, "return_documents": True}).json()
-    results = body["results"]
-    assert len(results) == 2 and {r["index"] for r in results} <= {0, 2}
-    assert results[0]["relevance_score"] >= results[1]["relevance_score"]
-    assert results[0]["document"]["text"] == documents[results[0]["index"]]
-    full = api.post("/v1/rerank", json={"query": "potassium in fruit", "documents": documents}).json()["results"]
-    assert len(full) == 3 and full[0]["index"] == 1 and "document" not in full[0]
+    query = "What is the capital of France?"
+    full = api.post("/v1/rerank", json={"query": query, "documents": documents}).json()
+    assert full["model"] and len(full["results"]) == 3 and "document" not in full["results"][0]
+    assert sorted(r["index"] for r in full["results"]) == [0, 1, 2]
+    scores = [r["relevance_score"] for r in full["results"]]
+    assert scores == sorted(scores, reverse=True) and all(0 <= x <= 1 for x in scores)
+    top = api.post("/v1/rerank", json={"query": query, "documents": documents, "top_n": 2,
+                                       "return_documents": True}).json()["results"]
+    assert [r["index"] for r in top] == [r["index"] for r in full["results"][:2]]
+    assert top[0]["document"] == {"text": documents[top[0]["index"]]}
+    # A pair's score does not depend on what else is in the request (float32, batch-independent).
+    alone = api.post("/v1/rerank", json={"query": query, "documents": [documents[2]]}).json()["results"][0]
+    by_index = {r["index"]: r["relevance_score"] for r in full["results"]}
+    assert abs(alone["relevance_score"] - by_index[2]) < 1e-4
 
 
 @pytest.mark.parametrize("body,status", [
