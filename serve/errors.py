@@ -71,8 +71,12 @@ def install(app: FastAPI) -> None:
 
     for db_error in DB_DOWN:
         @app.exception_handler(db_error)
-        async def _db(_: Request, exc: Exception) -> JSONResponse:
+        async def _db(request: Request, exc: Exception) -> JSONResponse:
             log.warning("database unavailable: %s", exc)
+            # Connections that saw the failure may be dead (server restarted): replace them all on next use.
+            pool = getattr(request.app.state, "db_pool", None)
+            if pool is not None:
+                await pool.expire_connections()
             return _body(503, f"database unavailable: {exc}", "service_unavailable", None, "database_unavailable")
 
     @app.exception_handler(Exception)

@@ -75,6 +75,7 @@ class Ingress:
                     spec = self.settings.profile_spec.embedder
                     url = db.database_url(self.settings.database_url, self.settings.pgdata)
                     self._pool = await db.connect(url, spec.dim, spec.model, max_size=self.settings.db_pool_max)
+                    app.state.db_pool = self._pool  # errors.py expires its connections after a failure
         return self._pool
 
     # ------------------------------------------------------------------------------------------- health
@@ -92,6 +93,8 @@ class Ingress:
             checks["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - every failure is reported as a check result
             checks["database"] = f"unavailable: {exc}"
+            if self._pool is not None:
+                await self._pool.expire_connections()
         try:
             await asyncio.wait_for(self.knowledge.warm(), 30)
             checks["embedder"] = checks["reranker"] = "ok"
