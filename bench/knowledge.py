@@ -92,16 +92,19 @@ async def grow_to(settings, target_chunks: int) -> int:  # noqa: ANN001
         for b in range(batch_docs):
             if have >= target_chunks:
                 break
+            transaction = conn.transaction()
+            await transaction.start()
             doc_id = await conn.fetchval(
                 "INSERT INTO documents (source, title, content_type, content_hash, content, metadata) "
                 "VALUES ($1, $2, 'text/plain', $3, '', '{\"synthetic\": true}'::jsonb) RETURNING id",
                 f"synthetic/{b}", f"synthetic copy {b}", f"synthetic-{b}")
             records = []
             for ordinal, r in enumerate(rows):
-                vec = np.asarray(r["embedding"], dtype=np.float32) + rng.normal(0, 0.02, spec.dim).astype(np.float32)
+                vec = r["embedding"].to_numpy().astype(np.float32) + rng.normal(0, 0.02, spec.dim).astype(np.float32)
                 records.append((doc_id, ordinal, r["text"], r["token_count"], vec / np.linalg.norm(vec)))
             await conn.copy_records_to_table("chunks", columns=["document_id", "ordinal", "text", "token_count",
                                                                 "embedding"], records=records)
+            await transaction.commit()
             have += len(records)
             print(f"  grown to {have} chunks", flush=True)
         await conn.execute("VACUUM ANALYZE chunks")

@@ -205,6 +205,10 @@ def up(settings: Settings, echo: Callable[[str], None] = print, wait: bool = Tru
 
 def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
     state = LocalState.load(settings)
+    if "ray" in sys.modules:
+        import ray
+
+        ray.shutdown()  # a driver still attached to a head we kill would abort this process
     if state.ray_address:
         if state.started_ray and state.ray_temp_dir:
             count = stop_ray_head(settings, Path(state.ray_temp_dir))

@@ -42,6 +42,9 @@ class Placement(_Frozen):
 
     num_cpus: float = Field(0.1, gt=0)
     num_gpus: float = Field(0.0, ge=0)
+    # Ray caps OMP threads at a replica's whole CPUs (1 for fractional ones); a CPU model replica on a small
+    # machine is faster with all cores for each forward pass.
+    torch_threads: PositiveInt | None = None
     max_ongoing_requests: PositiveInt = 16
     autoscaling: Autoscaling = Autoscaling()
 
@@ -114,11 +117,11 @@ PROFILES: dict[ProfileName, Profile] = {
         test_llm=LLMSpec(model="local:tiny-llama", dtype="float32", max_model_len=1024),
         embedder=EmbedderSpec(
             model="local:all-minilm-l6-v2", dim=384, max_seq_length=320, dtype="float32", max_batch_size=32,
-            placement=Placement(num_cpus=0.2, max_ongoing_requests=32, autoscaling=_CPU_SCALING),
+            placement=Placement(num_cpus=0.2, torch_threads=2, max_ongoing_requests=32, autoscaling=_CPU_SCALING),
         ),
         reranker=RerankerSpec(
             model="local:minilm-cross-encoder", max_length=256, dtype="float32", max_batch_size=32,
-            placement=Placement(num_cpus=0.2, max_ongoing_requests=32, autoscaling=_CPU_SCALING),
+            placement=Placement(num_cpus=0.2, torch_threads=2, max_ongoing_requests=32, autoscaling=_CPU_SCALING),
         ),
         chunking=ChunkingSpec(chunk_tokens=300, overlap_tokens=40),
         ingress=Placement(num_cpus=0.1, max_ongoing_requests=64, autoscaling=_CPU_SCALING),

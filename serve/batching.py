@@ -8,6 +8,13 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 T = TypeVar("T")
 
 
+def use_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def torch_dtype(name: str) -> Any:
     import torch
 

@@ -10,7 +10,7 @@ from ray import serve
 
 from cluster.models import resolve
 from cluster.settings import Settings
-from serve.batching import torch_dtype
+from serve.batching import torch_dtype, use_threads
 
 
 class Embedder:
@@ -26,6 +26,7 @@ class Embedder:
 
         spec = settings.profile_spec.embedder
         self.spec = spec
+        use_threads(spec.placement.torch_threads)
         device = "cuda" if spec.placement.num_gpus > 0 and torch.cuda.is_available() else "cpu"
         self.model = SentenceTransformer(resolve(spec.model, settings.models_dir), device=device,
                                          model_kwargs={"dtype": torch_dtype(spec.dtype)})

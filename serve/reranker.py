@@ -10,7 +10,7 @@ from ray import serve
 
 from cluster.models import resolve
 from cluster.settings import Settings
-from serve.batching import torch_dtype
+from serve.batching import torch_dtype, use_threads
 
 Pair = tuple[str, str]
 
@@ -24,6 +24,7 @@ class Reranker:
         from sentence_transformers.cross_encoder import CrossEncoder
 
         spec = settings.profile_spec.reranker
+        use_threads(spec.placement.torch_threads)
         device = "cuda" if spec.placement.num_gpus > 0 and torch.cuda.is_available() else "cpu"
         self.model = CrossEncoder(resolve(spec.model, settings.models_dir), max_length=spec.max_length,
                                   device=device, model_kwargs={"dtype": torch_dtype(spec.dtype)})
