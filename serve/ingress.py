@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import uuid
@@ -147,8 +148,6 @@ class Ingress:
     async def upload_documents(self, files: Annotated[list[UploadFile], File()],
                                metadata: Annotated[str | None, Form()] = None) -> IngestResponse:
         """Add or replace files (text, Markdown, reST, HTML); the source of each is its file name."""
-        import json
-
         self._check_count(len(files))
         meta = {}
         if metadata:

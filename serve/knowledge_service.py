@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import asyncpg
 import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from cluster import knowledge
-from cluster.documents import Chunker, NewDocument, build_document
+from cluster.documents import Chunk, Chunker, NewDocument, build_document
 from cluster.knowledge import Candidate, PreparedDocument, SearchFilters, UpsertResult
 from cluster.settings import Settings
 from serve.batching import in_slices
@@ -67,11 +67,13 @@ class KnowledgeService:
         self.reranker = reranker
         self.chunker = chunker
 
-    def prepare(self, content: str, **fields) -> tuple[NewDocument, list]:
+    def prepare(self, content: str, **fields: Any) -> tuple[NewDocument, list[Chunk]]:
+        """Validate, parse and chunk one document (CPU work: callers run it in a thread)."""
         return build_document(self.chunker, content, max_chunks=self.settings.ingest.max_chunks_per_document,
                               **fields)
 
-    async def ingest(self, pool: asyncpg.Pool, documents: Sequence[tuple[NewDocument, list]]) -> list[UpsertResult]:
+    async def ingest(self, pool: asyncpg.Pool, documents: Sequence[tuple[NewDocument, list[Chunk]]]
+                     ) -> list[UpsertResult]:
         """Embed what changed, then write the whole batch in one transaction."""
         sources = [d.source for d, _ in documents]
         if len(set(sources)) != len(sources):
