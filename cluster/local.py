@@ -24,6 +24,7 @@ import httpx
 import psutil
 
 from cluster import db
+from cluster.models import resolve
 from cluster.settings import Settings
 
 APP_IMPORT_PATH = "serve.app:build"
@@ -173,7 +174,15 @@ def wait_ready(settings: Settings, timeout_s: float = 300) -> dict:
 
 # ------------------------------------------------------------------------------------------ commands
 
+def check_models(settings: Settings) -> None:
+    """Fail before starting anything if a serving model is missing (replicas would only crash-loop)."""
+    profile = settings.profile_spec
+    for ref in (profile.embedder.model, profile.reranker.model):
+        resolve(ref, settings.models_dir)
+
+
 def up(settings: Settings, echo: Callable[[str], None] = print, wait: bool = True) -> LocalState:
+    check_models(settings)
     state = LocalState.load(settings)
     if settings.database_url is None:
         if db.embedded_url(settings.pgdata) is None:

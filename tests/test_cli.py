@@ -41,3 +41,11 @@ def test_models_list_shows_prepared_models() -> None:
     result = run("models", "list")
     assert result.returncode == 0 and "NOT PREPARED" not in result.stdout
     assert "local:minilm-cross-encoder" in result.stdout
+
+
+def test_up_refuses_to_start_without_prepared_models(tmp_path: Path) -> None:
+    env = os.environ | {"RAGTUNE_MODELS_DIR": str(tmp_path / "empty"), "RAGTUNE_STATE_DIR": str(tmp_path / "state"),
+                        "RAGTUNE_PORT": "8199", "RAGTUNE_RAY_PORT": "6499"}
+    result = run("up", env=env)
+    assert result.returncode == 1 and "ragtune models prepare" in result.stderr
+    assert not (tmp_path / "state" / "local.json").exists()  # nothing was started
