@@ -180,10 +180,10 @@ def _filter_sql(filters: SearchFilters, first_param: int) -> tuple[str, list[Any
     return (" AND ".join(clauses) if clauses else "TRUE"), params
 
 
-def hybrid_search_sql(filters: SearchFilters) -> tuple[str, int]:
+def hybrid_search_sql(filters: SearchFilters) -> tuple[str, list[Any]]:
     """Vector top-k (HNSW, cosine) and full-text top-k (any query term), fused by reciprocal rank, in one query.
 
-    Parameters: $1 query embedding, $2 query text, $3 k, $4 RRF constant, then the filter values.
+    Parameters: $1 query embedding, $2 query text, $3 k, $4 RRF constant, then the filter values (returned).
     """
     where, params = _filter_sql(filters, 5)
     join = "JOIN documents d ON d.id = c.document_id" if params else ""
@@ -211,18 +211,13 @@ JOIN chunks c ON c.id = coalesce(vec.id, kw.id)
 JOIN documents d ON d.id = c.document_id
 ORDER BY fused_score DESC, c.id
 LIMIT $3"""
-    return sql, len(params)
-
-
-def hybrid_search_args(embedding: np.ndarray, text: str, top_k: int, rrf_k: int,
-                       filters: SearchFilters) -> list[Any]:
-    return [np.asarray(embedding, dtype=np.float32), text, top_k, rrf_k, *_filter_sql(filters, 5)[1]]
+    return sql, params
 
 
 async def hybrid_search(pool: asyncpg.Pool, embedding: np.ndarray, text: str, top_k: int, rrf_k: int = 60,
                         filters: SearchFilters = SearchFilters()) -> list[Candidate]:
-    sql, _ = hybrid_search_sql(filters)
-    rows = await pool.fetch(sql, *hybrid_search_args(embedding, text, top_k, rrf_k, filters))
+    sql, filter_params = hybrid_search_sql(filters)
+    rows = await pool.fetch(sql, np.asarray(embedding, dtype=np.float32), text, top_k, rrf_k, *filter_params)
     return [Candidate(
         chunk_id=r["chunk_id"], document_id=r["document_id"], source=r["source"], title=r["title"],
         ordinal=r["ordinal"], text=r["text"],
