@@ -28,7 +28,6 @@ class Autoscaling(_Frozen):
     upscale_delay_s: float = Field(3.0, ge=0)
     downscale_delay_s: float = Field(30.0, ge=0)
     look_back_period_s: PositiveFloat = 5.0
-    metrics_interval_s: PositiveFloat = 2.0
 
     @model_validator(mode="after")
     def _bounds(self) -> "Autoscaling":
