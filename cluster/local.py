@@ -133,10 +133,15 @@ def stop_ray_head(settings: Settings, temp_dir: Path, timeout_s: float = 30) -> 
 def _connect_ray(address: str) -> None:
     loopback = address.startswith(("127.", "localhost"))
     if loopback:
-        # Read when ray is first imported: without it Ray rewrites a loopback address to the machine's external
-        # one, where nothing listens, and the driver hangs.
+        # Without this, Ray rewrites a loopback address to the machine's external one, where nothing listens,
+        # and the driver hangs. Ray reads the variable when first imported, so if something imported ray
+        # before us, the constant it derived is corrected too.
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
+    from ray._private import ray_constants
+
+    if loopback:
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
     if not ray.is_initialized():
         ray.init(address=address, _node_ip_address="127.0.0.1" if loopback else None,
