@@ -28,6 +28,8 @@ class Autoscaling(_Frozen):
     upscale_delay_s: float = Field(3.0, ge=0)
     downscale_delay_s: float = Field(30.0, ge=0)
     look_back_period_s: PositiveFloat = 5.0
+    # Deprecated in Ray 2.60 in favour of env vars, but its default (10 s) must stay below look_back_period_s.
+    metrics_interval_s: PositiveFloat = 2.0
 
     @model_validator(mode="after")
     def _bounds(self) -> "Autoscaling":
