@@ -150,7 +150,7 @@ def _connect_ray(address: str) -> None:
 
 
 def deploy(settings: Settings, address: str, echo: Callable[[str], None]) -> None:
-    _connect_ray(address)  # before any other ray import, see _connect_ray
+    _connect_ray(address)
     from ray import serve
 
     serve.start(http_options={"host": settings.host, "port": settings.port})
