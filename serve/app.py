@@ -14,6 +14,7 @@ from cluster.profiles import Placement
 from cluster.settings import Settings
 from serve.embedder import Embedder
 from serve.ingress import Ingress
+from serve.llm import llm_server
 from serve.reranker import Reranker
 
 
@@ -29,10 +30,13 @@ def deployment_options(name: str, placement: Placement) -> dict[str, Any]:
 
 
 def build(args: dict[str, Any] | None = None) -> Application:
-    """The application graph: Ingress -> (Embedder, Reranker). `args` override settings fields."""
+    """The application graph: Ingress -> (Embedder, Reranker, LLMServer). `args` override settings fields."""
     settings = Settings(**(args or {}))
     profile = settings.profile_spec
     embedder = serve.deployment(Embedder).options(**deployment_options("Embedder", profile.embedder.placement))
     reranker = serve.deployment(Reranker).options(**deployment_options("Reranker", profile.reranker.placement))
+    llm_spec = settings.llm_spec
+    llm = serve.deployment(llm_server(llm_spec.max_cpu_loras)).options(
+        **deployment_options("LLMServer", llm_spec.placement))
     ingress = serve.deployment(Ingress).options(**deployment_options("Ingress", profile.ingress))
-    return ingress.bind(settings, embedder.bind(settings), reranker.bind(settings))
+    return ingress.bind(settings, embedder.bind(settings), reranker.bind(settings), llm.bind(settings))

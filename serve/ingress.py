@@ -10,23 +10,32 @@ import base64
 import json
 import logging
 import os
+import time
 import uuid
-from typing import Annotated
+from typing import Annotated, Any, AsyncIterator, Callable
 
 import asyncpg
 import numpy as np
 from fastapi import Body, FastAPI, File, Form, Query, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from cluster import db, knowledge
+from cluster.adapters import AdapterStore
 from cluster.documents import Chunker, DocumentError, decode_text
 from cluster.knowledge import SearchFilters, StoredDocument
 from cluster.models import resolve
 from cluster.settings import Settings
 from serve import errors
+from serve.chat_schemas import (
+    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, ChunkDelta,
+    Completion, CompletionChoice, CompletionChunk, CompletionRequest, ModelCard, ModelList, Usage,
+)
 from serve.errors import ApiError, invalid, not_found
+from serve.generation_service import Answer, GenerationService, Plan
+from serve.generation_types import SamplingOptions
 from serve.knowledge_service import EmbedderClient, KnowledgeService, RerankerClient
 from serve.schemas import (
     ChunkOut, Deleted, DocumentDetail, DocumentIn, DocumentList, DocumentOut, DocumentsBody, DocumentsIn, Embedding,
@@ -39,11 +48,21 @@ log = logging.getLogger("ragtune.ingress")
 
 app = FastAPI(
     title="ragtune",
-    description="Retrieval, reranking and (later) generation over one Ray cluster. Errors use OpenAI's shape.",
+    description="Retrieval-augmented, fine-tuned and hybrid generation over one Ray cluster. OpenAI-compatible "
+                "where a convention exists; errors use OpenAI's shape.",
     version="0.1.0",
     responses={400: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
 errors.install(app)
+
+
+def _filters(f: Any) -> SearchFilters:
+    return SearchFilters(sources=tuple(f.sources) if f and f.sources else None,
+                         metadata=f.metadata if f and f.metadata else None)
+
+
+def _sse(event: BaseModel | str) -> str:
+    return f"data: {event if isinstance(event, str) else event.model_dump_json(exclude_none=True)}\n\n"
 
 
 def _document_out(doc: StoredDocument) -> DocumentOut:
@@ -54,7 +73,8 @@ def _document_out(doc: StoredDocument) -> DocumentOut:
 
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, settings: Settings, embedder: DeploymentHandle, reranker: DeploymentHandle) -> None:
+    def __init__(self, settings: Settings, embedder: DeploymentHandle, reranker: DeploymentHandle,
+                 llm: DeploymentHandle) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoTokenizer
 
@@ -65,6 +85,11 @@ class Ingress:
         self.knowledge = KnowledgeService(
             settings, EmbedderClient(embedder, profile.embedder.max_batch_size),
             RerankerClient(reranker, profile.reranker.max_batch_size), chunker)
+        self.llm = llm
+        self.adapters = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
+        llm_tokenizer = AutoTokenizer.from_pretrained(resolve(settings.llm_spec.model, settings.models_dir))
+        self.generation = GenerationService(settings, self.knowledge, llm, self.adapters, llm_tokenizer)
+        self.started = int(time.time())
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
 
@@ -101,6 +126,11 @@ class Ingress:
             checks["embedder"] = checks["reranker"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["embedder"] = checks["reranker"] = f"unavailable: {exc}"
+        try:  # LLM replicas warm their engine before they report ready, so this answers once one is.
+            await asyncio.wait_for(self.llm.check_health.remote(), 30)
+            checks["llm"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["llm"] = f"unavailable: {exc}"
         ok = all(v == "ok" for v in checks.values())
         body = Health(status="ok" if ok else "unavailable", checks=checks)
         return JSONResponse(status_code=200 if ok else 503, content=body.model_dump())
@@ -264,3 +294,117 @@ class Ingress:
                                 document=RerankDocument(text=texts[i]) if body.return_documents else None)
                    for i in order]
         return RerankResponse(model=spec.model, results=results)
+
+    # ---------------------------------------------------------------------------------------- generation
+
+    def _plan(self, body: ChatCompletionRequest | CompletionRequest, default_route: str) -> Plan:
+        g = self.generation
+        adapter = g.resolve_model(body.model)
+        route = g.route_for(body.route, adapter, default_route)  # type: ignore[arg-type]
+        if route in ("finetuned", "plain") and (body.top_k or body.top_n or body.filters or body.rerank is not None):
+            raise invalid(f"route {route!r} does not retrieve: drop top_k, top_n, filters and rerank", param="route")
+        sampling = SamplingOptions(max_tokens=g.max_tokens(body.token_limit()), temperature=body.temperature,
+                                   top_p=body.top_p, stop=body.stop_list(), seed=body.seed,
+                                   presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+                                   ignore_eos=body.ignore_eos)
+        retrieval = (g.retrieval_options(body.top_k, body.top_n, body.rerank, _filters(body.filters))
+                     if route in ("rag", "hybrid") else None)
+        if isinstance(body, ChatCompletionRequest):
+            messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+            if len(messages[-1]["content"]) > self.settings.search.max_query_chars and retrieval is not None:
+                raise invalid(f"the question is longer than {self.settings.search.max_query_chars} characters",
+                              param="messages", code="query_too_long")
+            return Plan(route, body.model, adapter, messages, None, sampling, retrieval)  # type: ignore[arg-type]
+        return Plan(route, body.model, adapter, None, body.text(), sampling, retrieval)  # type: ignore[arg-type]
+
+    async def _answer(self, plan: Plan) -> Answer:
+        pool = await self.pool() if plan.retrieval is not None else None
+        return await self.generation.answer(plan, pool)
+
+    @staticmethod
+    def _usage(answer: Answer) -> Usage:
+        return Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                     total_tokens=answer.prompt_tokens + answer.completion_tokens)
+
+    def _stream(self, answer: Answer, chunk: Callable[..., BaseModel], include_usage: bool) -> StreamingResponse:
+        async def events() -> AsyncIterator[str]:
+            async for piece in answer.pieces:
+                yield _sse(chunk(piece, None))
+            yield _sse(chunk("", answer.finish_reason))
+            yield _sse(chunk(None, None, usage=self._usage(answer) if include_usage else None, route=answer.route,
+                             citations=answer.citations, timings=answer.timings))
+            yield _sse("[DONE]")
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.post("/v1/chat/completions", response_model=ChatCompletion, tags=["generation"],
+              responses={404: {"model": ErrorResponse}})
+    async def chat_completions(self, body: ChatCompletionRequest) -> Any:
+        """OpenAI chat completions on one of four routes (`route`: rag, finetuned, hybrid, plain)."""
+        plan = self._plan(body, default_route="rag")
+        answer = await self._answer(plan)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if body.stream:
+            first = True
+
+            def chunk(text: str | None, finish: str | None, **final: Any) -> ChatCompletionChunk:
+                nonlocal first
+                if text is None:  # the final event: no choices, the summary fields
+                    return ChatCompletionChunk(id=rid, created=created, model=body.model, choices=[], **final)
+                delta = ChunkDelta(role="assistant" if first else None, content=text)
+                first = False
+                return ChatCompletionChunk(id=rid, created=created, model=body.model,
+                                           choices=[ChunkChoice(delta=delta, finish_reason=finish)])
+
+            include = body.stream_options is None or body.stream_options.include_usage
+            return self._stream(answer, chunk, include)
+        text = "".join([piece async for piece in answer.pieces])
+        return ChatCompletion(id=rid, created=created, model=body.model, route=answer.route,
+                              choices=[ChatChoice(message=AssistantMessage(content=text),
+                                                  finish_reason=answer.finish_reason)],
+                              usage=self._usage(answer), citations=answer.citations, timings=answer.timings)
+
+    @app.post("/v1/completions", response_model=Completion, tags=["generation"],
+              responses={404: {"model": ErrorResponse}})
+    async def completions(self, body: CompletionRequest) -> Any:
+        """OpenAI (legacy) completions. Routes `plain`/`finetuned` continue the raw prompt; `rag`/`hybrid` treat it
+        as a question and answer it through the chat template with sources."""
+        plan = self._plan(body, default_route="plain")
+        answer = await self._answer(plan)
+        rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        if body.stream:
+            def chunk(text: str | None, finish: str | None, **final: Any) -> CompletionChunk:
+                choices = [] if text is None else [CompletionChoice(text=text, finish_reason=finish)]
+                return CompletionChunk(id=rid, created=created, model=body.model, choices=choices, **final)
+
+            include = body.stream_options is None or body.stream_options.include_usage
+            return self._stream(answer, chunk, include)
+        text = "".join([piece async for piece in answer.pieces])
+        return Completion(id=rid, created=created, model=body.model, route=answer.route,
+                          choices=[CompletionChoice(text=text, finish_reason=answer.finish_reason)],
+                          usage=self._usage(answer), citations=answer.citations, timings=answer.timings)
+
+    @app.get("/v1/models", response_model=ModelList, response_model_exclude_none=True, tags=["generation"])
+    async def list_models(self) -> ModelList:
+        """The base model and every adapter in the store (adapters with `parent` = the base model)."""
+        base = self.generation.base_model
+        cards = [ModelCard(id=base, created=self.started, owned_by="ragtune", root=self.settings.llm_spec.model)]
+        for ref in await asyncio.to_thread(self.adapters.list):
+            cards.append(ModelCard(id=ref.name, created=int(ref.created), owned_by="ragtune", root=ref.name,
+                                   parent=base, version=ref.version, metadata=ref.metadata or None))
+        return ModelList(data=cards)
+
+    @app.get("/v1/models/{model_id:path}", response_model=ModelCard, response_model_exclude_none=True,
+             tags=["generation"], responses={404: {"model": ErrorResponse}})
+    async def get_model(self, model_id: str) -> ModelCard:
+        models = await self.list_models()
+        card = next((m for m in models.data if m.id == model_id), None)
+        if card is None:
+            raise not_found(f"The model {model_id!r} does not exist", param="model")
+        return card
+
+    @app.get("/v1/engine/stats", tags=["operator"])
+    async def engine_stats(self) -> dict[str, Any]:
+        """One LLM replica's engine: unfinished requests and the adapters it holds (with requests in flight)."""
+        return await self.llm.stats.remote()

@@ -19,6 +19,7 @@ TEST_ENV = {
     "RAGTUNE_RAY_PORT": "6390",
     "RAGTUNE_DASHBOARD_PORT": "8275",
     "RAGTUNE_APP_NAME": "ragtune-test",
+    "RAGTUNE_LLM_VARIANT": "test",  # float32 SmolLM2: exact outputs do not depend on batching
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }

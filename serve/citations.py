@@ -1,0 +1,122 @@
+"""Citations for a streamed answer: `[Source N]` markers the model wrote, or ones ragtune adds.
+
+Large models follow "cite as [Source N]"; small ones (cpu-dev's 135M model) do not. So the tracker reads the
+answer sentence by sentence as it streams: a sentence that carries markers keeps them (markers naming no
+source are ignored); a sentence without one is attributed to the source it overlaps most (enough shared
+content words, at least two, and a run of at least three words in a row), and a ` [Source N]` marker is streamed right after
+it (code is never attributed). Each citation quotes the span of its chunk that best matches the citing sentences, so the quote is
+always text of that chunk.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MARKER = re.compile(r"\[Source (\d+)(?::[^\]]*)?\]")
+_WORD = re.compile(r"\w+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
+_STOP = frozenset("""a an and are as at be by can for from has have how in is it its of on or that the this to
+was were what when which who will with you your does do not no yes""".split())
+MIN_OVERLAP = 0.5
+MIN_RUN = 3
+
+
+@dataclass(frozen=True)
+class SourceText:
+    number: int
+    text: str
+
+
+@dataclass
+class Cited:
+    number: int
+    quote: str
+
+
+def _words(text: str) -> list[re.Match[str]]:
+    return list(_WORD.finditer(text))
+
+
+def _content(words: list[str]) -> set[str]:
+    return {w for w in words if len(w) > 2 and w not in _STOP}
+
+
+def best_span(sentence: str, chunk: str) -> tuple[int, str]:
+    """The longest run of consecutive words shared by sentence and chunk: (length in words, chunk text)."""
+    s = [m.group().lower() for m in _words(sentence)]
+    matches = _words(chunk)
+    c = [m.group().lower() for m in matches]
+    best, end = 0, 0
+    previous = [0] * (len(c) + 1)
+    for i in range(1, len(s) + 1):
+        current = [0] * (len(c) + 1)
+        for j in range(1, len(c) + 1):
+            if s[i - 1] == c[j - 1]:
+                current[j] = previous[j - 1] + 1
+                if current[j] > best:
+                    best, end = current[j], j
+        previous = current
+    if best == 0:
+        return 0, ""
+    return best, chunk[matches[end - best].start():matches[end - 1].end()]
+
+
+class CitationTracker:
+    def __init__(self, sources: list[SourceText]) -> None:
+        self.sources = {s.number: s for s in sources}
+        self._pending = ""
+        self._in_code = False  # inside a ``` block: code is never attributed
+        self.cited: dict[int, Cited] = {}
+
+    def feed(self, delta: str) -> str:
+        """Text to emit for `delta`: the delta itself, with a marker after each sentence it completes."""
+        text, cursor = self._pending + delta, len(self._pending)  # text[:cursor] was emitted before
+        out, sentence_start = [], 0
+        for end in _SENTENCE_END.finditer(text, cursor):
+            out.append(text[cursor:end.start()] + self._attribute(text[sentence_start:end.start()]))
+            cursor, sentence_start = end.start(), end.end()
+        out.append(text[cursor:])
+        self._pending = text[sentence_start:]
+        return "".join(out)
+
+    def finish(self) -> str:
+        """The marker for the last sentence, if it gets one."""
+        sentence, self._pending = self._pending, ""
+        return self._attribute(sentence) if sentence.strip() else ""
+
+    def _attribute(self, sentence: str) -> str:
+        was_code = self._in_code
+        self._in_code ^= sentence.count("```") % 2 == 1
+        if not sentence.strip() or was_code or self._in_code or "`" in sentence:
+            return ""
+        numbers = [int(n) for n in MARKER.findall(sentence) if int(n) in self.sources]
+        if numbers:
+            plain = MARKER.sub("", sentence)
+            for n in numbers:
+                self._cite(n, plain)
+            return ""
+        words = [w.lower() for w in _WORD.findall(sentence)]
+        content = _content(words)
+        if not content:
+            return ""
+        best: tuple[float, int, int] | None = None
+        for number, source in self.sources.items():
+            chunk_words = _content([w.lower() for w in _WORD.findall(source.text)])
+            shared = len(content & chunk_words)
+            overlap = shared / len(content)
+            run, _ = best_span(sentence, source.text)
+            if shared >= 2 and overlap >= MIN_OVERLAP and run >= MIN_RUN and (best is None or (overlap, run) > best[:2]):
+                best = (overlap, run, number)
+        if best is None:
+            return ""
+        self._cite(best[2], sentence)
+        return f" [Source {best[2]}]"
+
+    def _cite(self, number: int, sentence: str) -> None:
+        run, quote = best_span(sentence, self.sources[number].text)
+        previous = self.cited.get(number)
+        if previous is None:
+            self.cited[number] = Cited(number, quote)
+        elif len(quote) > len(previous.quote):
+            previous.quote = quote

@@ -1,0 +1,61 @@
+"""What the ingress sends to the LLM deployment and the events it streams back.
+
+Expected failures (prompt too long, adapter that will not load) come back as a `Rejected` event instead of
+an exception, so the ingress can answer 4xx before it starts a streaming response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    max_tokens: int | None = None  # None: the profile's default, capped by what the context leaves
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    # Exactly one of: chat messages (rendered with the model's chat template) or a raw prompt.
+    messages: tuple[dict[str, str], ...] | None = None
+    prompt: str | None = None
+    adapter: str | None = None  # an adapter model id, `name@version`
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+
+
+@dataclass(frozen=True)
+class Started:
+    prompt_tokens: int
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    status: int
+    message: str
+    code: str
+    param: str | None = None
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+GenerationEvent = Union[Started, Rejected, Delta, Finished]
