@@ -54,6 +54,7 @@ test-unit: setup
 
 bench: models
 	$(BIN)/python -m bench.knowledge
+	$(BIN)/python -m bench.generation
 
 clean:
 	rm -rf $(VENV) .ragtune build *.egg-info

@@ -13,17 +13,15 @@ import asyncio
 import json
 import os
 import platform
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-BENCH_ENV = {"RAGTUNE_PORT": "8200", "RAGTUNE_RAY_PORT": "6400", "RAGTUNE_DASHBOARD_PORT": "8285",
-             "RAGTUNE_APP_NAME": "ragtune-bench", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+from bench.cluster import bench_cluster, pct, write_report
+
 QUERIES = [
     "How do I create an HNSW index in Postgres?", "fine-tune a model with LoRA adapters",
     "serve a model behind an OpenAI compatible API", "retry HTTP requests with timeouts",
@@ -31,10 +29,6 @@ QUERIES = [
     "load a dataset from disk", "tokenize text quickly", "quantize a model to 4 bits",
     "asynchronous PostgreSQL driver performance", "progress bar for loops", "validate settings from environment",
 ]
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -157,17 +151,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("bench/results/knowledge.json"))
     args = parser.parse_args()
-    state_dir = Path(tempfile.mkdtemp(prefix="rtb-", dir="/tmp"))
-    os.environ.update(BENCH_ENV | {"RAGTUNE_STATE_DIR": str(state_dir)})
-    os.environ.pop("DATABASE_URL", None)
-    from cluster import local
-    from cluster.settings import Settings
-
-    settings = Settings()
-    report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "profile": settings.profile,
-                    "embedder": settings.profile_spec.embedder.model, "reranker": settings.profile_spec.reranker.model}
-    try:
-        local.up(settings, echo=print)
+    with bench_cluster() as settings:
+        report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "profile": settings.profile,
+                        "embedder": settings.profile_spec.embedder.model,
+                        "reranker": settings.profile_spec.reranker.model}
         with httpx.Client(base_url=settings.http_url, timeout=300) as client:
             print("ingest: API vs raw encode ...", flush=True)
             report["ingest"] = bench_ingest(client, settings)
@@ -176,12 +163,7 @@ def main() -> None:
             print(f"search at {report['chunks']} chunks, {args.queries} queries per path ...", flush=True)
             report["search"] = asyncio.run(bench_search(client, settings, args.queries))
             print(json.dumps(report["search"], indent=2), flush=True)
-    finally:
-        local.down(settings, echo=print)
-        shutil.rmtree(state_dir, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,11 @@ app = typer.Typer(help="ragtune: RAG, fine-tuned and hybrid LLM serving on one R
                   add_completion=False, pretty_exceptions_enable=False)
 models_app = typer.Typer(help="Offline models of the active profile.", no_args_is_help=True)
 corpus_app = typer.Typer(help="The demo corpus (installed packages' documentation).", no_args_is_help=True)
+adapters_app = typer.Typer(help="LoRA adapters in the adapter store (served by name, hot-loaded on first use).",
+                           no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(corpus_app, name="corpus")
+app.add_typer(adapters_app, name="adapters")
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -169,21 +172,160 @@ def search(query: str, top_n: Annotated[int, typer.Option(help="Hits to show.")]
                f"rerank {t['rerank_ms']:.0f} ms, total {t['total_ms']:.0f} ms")
 
 
+@adapters_app.command("list")
+def adapters_list() -> None:
+    """Adapters in the store: name, content version, base model, rank."""
+    from cluster.adapters import AdapterStore
+
+    s = settings()
+    refs = AdapterStore(s.adapter_store_uri, s.adapter_cache_dir).list()
+    typer.echo(f"adapter store: {s.adapter_store_uri} ({len(refs)} adapters)")
+    for ref in refs:
+        typer.echo(f"  {ref.name:<32} {ref.version}  base={ref.base_model}  r={ref.rank}")
+
+
+@adapters_app.command("add")
+def adapters_add(name: str, directory: Annotated[Path, typer.Argument(help="A PEFT adapter directory.")]) -> None:
+    """Publish a PEFT adapter under NAME (replacing any previous version); running replicas serve it next request."""
+    from cluster.adapters import AdapterError, AdapterStore
+
+    s = settings()
+    try:
+        ref = AdapterStore(s.adapter_store_uri, s.adapter_cache_dir).put(
+            name, directory.expanduser().resolve(), {"base_model": s.llm_spec.served_name, "created": time.time()})
+    except AdapterError as exc:
+        fail(str(exc))
+    typer.echo(f"published {ref.name}@{ref.version}")
+
+
+@adapters_app.command("remove")
+def adapters_remove(name: str) -> None:
+    """Delete an adapter from the store."""
+    from cluster.adapters import AdapterStore
+
+    s = settings()
+    if not AdapterStore(s.adapter_store_uri, s.adapter_cache_dir).delete(name):
+        fail(f"no adapter named {name!r}")
+    typer.echo(f"removed {name}")
+
+
+def _base_model(url: str) -> str:
+    models = httpx.get(f"{url}/v1/models", timeout=30).json()["data"]
+    return next(m["id"] for m in models if not m.get("parent"))
+
+
+def _print_answer(payload: dict) -> None:
+    for c in payload.get("citations") or []:
+        quote = " ".join(c["quote"].split())[:160]
+        typer.echo(f"   [Source {c['source_number']}] {c['title']} ({c['source']} #{c['chunk_ordinal']}): "
+                   f"\"{quote}\"")
+    t = payload.get("timings") or {}
+    usage = payload.get("usage") or {}
+    typer.secho(f"   route {payload.get('route')} | embed {t.get('embed_ms', 0):.0f} ms, search "
+                f"{t.get('search_ms', 0):.0f} ms, rerank {t.get('rerank_ms', 0):.0f} ms, generate "
+                f"{t.get('generate_ms', 0):.0f} ms (first token {t.get('ttft_ms') or 0:.0f} ms), total "
+                f"{t.get('total_ms', 0):.0f} ms | tokens {usage.get('prompt_tokens', 0)} in, "
+                f"{usage.get('completion_tokens', 0)} out", dim=True)
+
+
+def ask_once(url: str, question: str, model: str, route: str | None, stream: bool, max_tokens: int,
+             extra: dict | None = None, echo_text: bool = True) -> tuple[str, dict]:
+    """One question through /v1/chat/completions; returns (answer, the response's summary fields)."""
+    body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": stream, **({"route": route} if route else {}), **(extra or {})}
+    with httpx.Client(timeout=600) as client:
+        if not stream:
+            response = client.post(f"{url}/v1/chat/completions", json=body)
+            payload = response.json()
+            if response.status_code != 200:
+                fail(payload.get("error", {}).get("message", response.text))
+            text = payload["choices"][0]["message"]["content"]
+            if echo_text:
+                typer.echo(text)
+            return text, payload
+        parts, final = [], {}
+        with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+            if response.status_code != 200:
+                response.read()
+                fail(response.json().get("error", {}).get("message", response.text))
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line.removeprefix("data: "))
+                if event["choices"]:
+                    piece = event["choices"][0]["delta"].get("content") or ""
+                    parts.append(piece)
+                    if echo_text:
+                        typer.echo(piece, nl=False)
+                else:
+                    final = event
+        if echo_text:
+            typer.echo()
+        return "".join(parts), final
+
+
+@app.command()
+def ask(
+    question: str,
+    route: Annotated[Optional[str], typer.Option(help="rag | finetuned | hybrid | plain (default: rag, or "
+                                                      "finetuned with --adapter).")] = None,
+    adapter: Annotated[Optional[str], typer.Option(help="An adapter's name (`ragtune adapters list`).")] = None,
+    stream: Annotated[bool, typer.Option(help="Print tokens as they are generated.")] = False,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    top_n: Annotated[Optional[int], typer.Option(help="Sources in the prompt (rag, hybrid).")] = None,
+) -> None:
+    """Ask the running cluster a question; print the answer, its citations and per-stage timings."""
+    s = settings()
+    try:
+        model = adapter or _base_model(s.http_url)
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        fail(f"cannot reach {s.http_url}: {exc} (is `ragtune up` running?)")
+    typer.secho(f"\n> {question}", bold=True)
+    try:
+        _, payload = ask_once(s.http_url, question, model, route, stream, max_tokens,
+                              {"top_n": top_n} if top_n else None)
+    except httpx.HTTPError as exc:
+        fail(f"request failed: {exc}")
+    _print_answer(payload)
+
+
 DEMO_QUERIES = (
     "How do I create an HNSW index for approximate nearest neighbor search in Postgres?",
     "How can I fine-tune a large language model with LoRA adapters on a small GPU?",
     "How does Ray Serve scale model deployments?",
     "What is the fastest way to serve an LLM with an OpenAI-compatible API?",
 )
+DEMO_QUESTIONS = ("What is httpx?", "What is pgvector?", "What does the peft package do?")
+
+
+def _demo_routes(s, adapter: str) -> None:  # noqa: ANN001
+    base = _base_model(s.http_url)
+    rows = []
+    for question in DEMO_QUESTIONS:
+        typer.secho(f"\n> {question}", bold=True)
+        for route, model in (("rag", base), ("finetuned", adapter), ("hybrid", adapter)):
+            text, payload = ask_once(s.http_url, question, model, route, False, 96, echo_text=False)
+            typer.secho(f" {route} ({model}):", fg=typer.colors.CYAN)
+            typer.echo("   " + " ".join(text.split()))
+            _print_answer(payload)
+            t = payload["timings"]
+            rows.append((question[:34], route, len(payload["citations"]), t["embed_ms"] + t["search_ms"],
+                         t["rerank_ms"], t["generate_ms"], t["total_ms"]))
+    typer.secho("\nside by side (ms)", bold=True)
+    typer.echo(f"{'question':<36}{'route':<11}{'cites':>6}{'retrieve':>10}{'rerank':>8}{'generate':>10}{'total':>9}")
+    for q, route, cites, retrieve, rerank, generate, total in rows:
+        typer.echo(f"{q:<36}{route:<11}{cites:>6}{retrieve:>10.0f}{rerank:>8.0f}{generate:>10.0f}{total:>9.0f}")
 
 
 @app.command()
 def demo() -> None:
-    """Bring the cluster up, ingest the installed stack's documentation as a Ray Job, run example searches."""
+    """Bring the cluster up, ingest the stack's docs as a Ray Job, search, then ask on all three routes."""
     from cluster import local
+    from cluster.adapters import AdapterStore
     from cluster.corpus import export_corpus
+    from cluster.demo_adapter import ensure
     from cluster.jobs_client import submit_and_follow
-    from cluster.models import ModelNotPrepared
+    from cluster.models import ModelNotPrepared, resolve
 
     s = settings()
     try:
@@ -197,8 +339,14 @@ def demo() -> None:
         fail("the ingestion job failed")
     for query in DEMO_QUERIES:
         search(query, top_n=3, top_k=None)
+    store = AdapterStore(s.adapter_store_uri, s.adapter_cache_dir)
+    ref = ensure(store, resolve(s.llm_spec.model, s.models_dir), s.llm_spec.served_name, echo=typer.echo)
+    typer.secho(f"\nThree routes: rag (base model + sources), finetuned and hybrid (adapter {ref.name!r})",
+                bold=True)
+    _demo_routes(s, ref.name)
     typer.secho(f"\nThe cluster keeps running at {s.http_url} (API docs: {s.http_url}/docs).", bold=True)
-    typer.echo("Try: ragtune search \"your question\"    Stop it with: make down  (or: ragtune down)")
+    typer.echo("Try: ragtune ask \"your question\" [--route rag|finetuned|hybrid --adapter NAME --stream]")
+    typer.echo("Stop it with: make down  (or: ragtune down)")
 
 
 def main() -> None:

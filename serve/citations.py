@@ -2,10 +2,10 @@
 
 Large models follow "cite as [Source N]"; small ones (cpu-dev's 135M model) do not. So the tracker reads the
 answer sentence by sentence as it streams: a sentence that carries markers keeps them (markers naming no
-source are ignored); a sentence without one is attributed to the source it overlaps most (enough shared
-content words, at least two, and a run of at least three words in a row), and a ` [Source N]` marker is streamed right after
-it (code is never attributed). Each citation quotes the span of its chunk that best matches the citing sentences, so the quote is
-always text of that chunk.
+source are ignored); a sentence without one is attributed to the source it overlaps most (at least half of
+its content words, at least two of them, and a run of three words in a row), and a ` [Source N]` marker is
+streamed right after it. Code is never attributed. Each citation quotes the span of its chunk that best
+matches the citing sentences, so the quote is always text of that chunk.
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ class CitationTracker:
             shared = len(content & chunk_words)
             overlap = shared / len(content)
             run, _ = best_span(sentence, source.text)
-            if shared >= 2 and overlap >= MIN_OVERLAP and run >= MIN_RUN and (best is None or (overlap, run) > best[:2]):
+            good = shared >= 2 and overlap >= MIN_OVERLAP and run >= MIN_RUN
+            if good and (best is None or (overlap, run) > best[:2]):
                 best = (overlap, run, number)
         if best is None:
             return ""

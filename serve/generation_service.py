@@ -157,10 +157,14 @@ class GenerationService:
             if not sources and plan.route == "rag":
                 timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
                 return Answer(plan.route, _single(prompts.NOT_FOUND), finish_reason="stop", timings=timings)
-            blocks = [prompts.source_block(n, h.candidate.title, h.candidate.text) for n, h in sources.items()]
             conversation = messages or [{"role": "user", "content": plan.prompt or ""}]
-            system = prompts.RAG_SYSTEM if plan.route == "rag" else prompts.HYBRID_SYSTEM
-            messages = prompts.with_sources(conversation, blocks, system)
+            if sources:
+                blocks = [prompts.source_block(n, h.candidate.title, h.candidate.text) for n, h in sources.items()]
+                system = prompts.RAG_SYSTEM if plan.route == "rag" else prompts.HYBRID_SYSTEM
+                messages = prompts.with_sources(conversation, blocks, system)
+            else:  # hybrid with nothing relevant: the adapter answers on its own
+                messages = prompts.as_chat(conversation, plan.adapter.metadata.get("system_prompt")
+                                           if plan.adapter else None)
         elif messages is not None:
             default_system = plan.adapter.metadata.get("system_prompt") if plan.adapter else None
             messages = prompts.as_chat(messages, default_system)

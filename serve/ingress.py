@@ -309,13 +309,15 @@ class Ingress:
                                    ignore_eos=body.ignore_eos)
         retrieval = (g.retrieval_options(body.top_k, body.top_n, body.rerank, _filters(body.filters))
                      if route in ("rag", "hybrid") else None)
-        if isinstance(body, ChatCompletionRequest):
-            messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-            if len(messages[-1]["content"]) > self.settings.search.max_query_chars and retrieval is not None:
-                raise invalid(f"the question is longer than {self.settings.search.max_query_chars} characters",
-                              param="messages", code="query_too_long")
-            return Plan(route, body.model, adapter, messages, None, sampling, retrieval)  # type: ignore[arg-type]
-        return Plan(route, body.model, adapter, None, body.text(), sampling, retrieval)  # type: ignore[arg-type]
+        chat = isinstance(body, ChatCompletionRequest)
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages] if chat else None
+        question = messages[-1]["content"] if messages else body.text()  # type: ignore[union-attr]
+        limit = self.settings.search.max_query_chars
+        if retrieval is not None and len(question) > limit:
+            raise invalid(f"the question is {len(question)} characters; retrieval takes at most {limit}",
+                          param="messages" if chat else "prompt", code="query_too_long")
+        return Plan(route, body.model, adapter, messages, None if chat else question,  # type: ignore[arg-type]
+                    sampling, retrieval)
 
     async def _answer(self, plan: Plan) -> Answer:
         pool = await self.pool() if plan.retrieval is not None else None

@@ -36,11 +36,21 @@ def engine_args(spec: LLMSpec, model_path: str, on_gpu: bool) -> Any:
         enable_prefix_caching=spec.enable_prefix_caching, enable_lora=spec.enable_lora,
         # Room for adapters that were evicted from Serve's LRU but still finish requests in flight.
         max_loras=spec.max_loras, max_lora_rank=spec.max_lora_rank, max_cpu_loras=spec.max_cpu_loras + spec.max_loras,
-        seed=0,
+        stream_interval=spec.stream_interval, seed=0,
     )
     if on_gpu:
         args["gpu_memory_utilization"] = spec.gpu_memory_utilization
     return AsyncEngineArgs(**args)
+
+
+def build_engine(spec: LLMSpec, model_path: str, on_gpu: bool) -> Any:
+    """An `AsyncLLM` for the profile (the LLM deployment and the benchmark's raw baseline build it alike)."""
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    if not on_gpu:
+        # Without it the CPU worker sizes its KV cache from NUMA node 0's memory and refuses to start.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.cpu_kvcache_gib))
+    return AsyncLLM.from_engine_args(engine_args(spec, model_path, on_gpu))
 
 
 class LoadedAdapter:
@@ -84,15 +94,12 @@ class LLMServer:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         from transformers import AutoTokenizer
-        from vllm.v1.engine.async_llm import AsyncLLM
 
         spec = self.spec = settings.llm_spec
         on_gpu = spec.placement.num_gpus > 0 and torch.cuda.is_available()
-        if not on_gpu:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.cpu_kvcache_gib))
         path = resolve(spec.model, settings.models_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.engine = AsyncLLM.from_engine_args(engine_args(spec, path, on_gpu))
+        self.engine = build_engine(spec, path, on_gpu)
         self.store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
         self._lora_ids = itertools.count(1)  # never reused: an id names one adapter version in the engine
         self._loaded: dict[int, LoadedAdapter] = {}

@@ -1,85 +1,102 @@
-"""Guard against vLLM-CPU's LoRA slot bug: a request without an adapter computed with an adapter's weights.
+"""ragtune's LoRA ops for vLLM's CPU path: correct for requests without an adapter, and grouped by adapter.
 
-vLLM marks "no adapter" tokens with slot index -1, and its PyTorch LoRA ops (the CPU path) index the
-stacked adapter weights with it, so those tokens pick up the adapter in the LAST slot whenever that slot is
-occupied (every slot, once enough adapters have been used). This wraps the ops so rows with index -1 get no
-LoRA contribution at all, exactly what the GPU kernels do.
+vLLM marks "no adapter" tokens with slot index -1, and its PyTorch LoRA ops (the CPU path) index the stacked
+adapter weights with it, so those tokens pick up the adapter in the LAST slot whenever that slot is occupied
+(every slot, once enough adapters have been used): a request without an adapter computed with an adapter's
+weights. The same ops also copy one adapter's weight matrix per TOKEN (`weights[indices]`) before an einsum,
+which makes prefill with an adapter several times slower than without.
+
+The replacements compute, for each adapter present in the batch, one matmul over the rows that use it, and
+leave rows without an adapter out entirely (zero LoRA contribution, as the GPU kernels do). Same signatures
+and semantics otherwise.
 
 vLLM runs its engine core in a separate process, so patching the ops in the caller is not enough: this module
 is registered as a `vllm.general_plugins` entry point (pyproject.toml), which vLLM loads in every process
-it starts. `RAGTUNE_LORA_GUARD=0` turns it off (the test that proves the bug exists uses it).
+it starts. `RAGTUNE_LORA_GUARD=0` leaves vLLM's own ops in place (the test that proves the bug uses it).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from typing import Any, Callable
 
 import torch
 
 log = logging.getLogger("ragtune.lora_guard")
 
-_OPS = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice")
-_MARK = "__ragtune_guarded__"
+_MARK = "__ragtune_lora_op__"
 
 
-def _slice_of(op: str, output: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> slice:
-    """Columns of `output` the op writes: bgmv_expand_slice writes [y_offset, y_offset + y_slice_size)."""
-    if op != "bgmv_expand_slice":
-        return slice(None)
-    offset = kwargs.get("slice_offset", args[0] if args else 0)
-    size = kwargs.get("slice_size", args[1] if len(args) > 1 else output.shape[1] - offset)
-    return slice(offset, offset + size)
+def lora_rows(inputs: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Row i of the result is inputs[i] @ weights[indices[i]].T, or zeros where indices[i] < 0."""
+    stacked = weights.squeeze(1) if weights.dim() == 4 else weights  # (slots, out, in)
+    x = inputs.to(dtype)
+    n = min(x.shape[0], indices.shape[0])
+    x, indices = x[:n], indices[:n]
+    slots = torch.unique(indices).tolist()
+    if len(slots) == 1 and slots[0] >= 0:  # the common case: one adapter for the whole batch
+        return x @ stacked[slots[0]].to(dtype).T
+    out = torch.zeros((n, stacked.shape[1]), dtype=dtype, device=x.device)
+    for slot in slots:
+        if slot >= 0:
+            rows = (indices == slot).nonzero().squeeze(1)
+            out[rows] = x[rows] @ stacked[slot].to(dtype).T
+    return out
 
 
-def _adds(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Whether the op adds into `output` (so no-adapter rows must keep their value) or overwrites it."""
-    if op == "bgmv_shrink":
-        return False
-    position = 0 if op == "bgmv_expand" else 2  # expand(add_inputs), expand_slice(offset, size, add_inputs)
-    if "add_inputs" in kwargs:
-        return bool(kwargs["add_inputs"])
-    return bool(args[position]) if len(args) > position else True
+def bgmv_shrink(inputs: torch.Tensor, lora_a_weights: torch.Tensor, output_tensor: torch.Tensor,
+                lora_indices_tensor: torch.Tensor, scaling: float = 1.0) -> None:
+    outputs = lora_rows(inputs, lora_a_weights, lora_indices_tensor, output_tensor.dtype)
+    output_tensor[: outputs.shape[0], : outputs.shape[1]] = scaling * outputs
 
 
-def _guarded(op: str, fn: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(fn)
-    def guarded(inputs: torch.Tensor, weights: torch.Tensor, output: torch.Tensor, indices: torch.Tensor,
-                *args: Any, **kwargs: Any) -> None:
-        no_adapter = indices < 0
-        if not bool(no_adapter.any()):
-            return fn(inputs, weights, output, indices, *args, **kwargs)
-        rows = no_adapter[: output.shape[0]].nonzero().squeeze(1)
-        cols = _slice_of(op, output, args, kwargs)
-        kept = output[rows, cols].clone() if _adds(op, args, kwargs) else None
-        fn(inputs, weights, output, indices, *args, **kwargs)
-        # The op used slot -1 for these rows; undo it: unchanged when adding, zero when overwriting.
-        output[rows, cols] = kept if kept is not None else 0
-        return None
+def bgmv_expand(inputs: torch.Tensor, lora_b_weights: torch.Tensor, output_tensor: torch.Tensor,
+                lora_indices_tensor: torch.Tensor, add_inputs: bool = True) -> None:
+    outputs = lora_rows(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
+    limit = output_tensor.shape[0]
+    if outputs.shape[0] == 1 and output_tensor.shape[0] != 1:
+        limit = 1
+    limit = min(limit, outputs.shape[0])
+    common = min(outputs.shape[1], output_tensor.shape[1])  # adapter and model may pad differently
+    if add_inputs:
+        output_tensor[:limit, :common] += outputs[:limit, :common]
+    else:
+        output_tensor[:limit, :common] = outputs[:limit, :common]
 
-    setattr(guarded, _MARK, True)
-    return guarded
+
+def bgmv_expand_slice(inputs: torch.Tensor, lora_b_weights: torch.Tensor, output_tensor: torch.Tensor,
+                      lora_indices_tensor: torch.Tensor, slice_offset: int, slice_size: int,
+                      add_inputs: bool = True) -> None:
+    outputs = lora_rows(inputs, lora_b_weights, lora_indices_tensor, output_tensor.dtype)
+    target = output_tensor[: outputs.shape[0], slice_offset: slice_offset + slice_size]
+    if add_inputs:
+        target += outputs
+    else:
+        target.copy_(outputs)
+
+
+_OPS = {"bgmv_shrink": bgmv_shrink, "bgmv_expand": bgmv_expand, "bgmv_expand_slice": bgmv_expand_slice}
+for _op in _OPS.values():
+    setattr(_op, _MARK, True)
 
 
 def install() -> None:
-    """Patch the ops where vLLM's CPU punica wrapper and the sgmv helpers look them up. Idempotent."""
+    """Swap the ops where vLLM's CPU punica wrapper and its sgmv helpers look them up. Idempotent."""
     if os.environ.get("RAGTUNE_LORA_GUARD", "1") == "0":
-        log.warning("RAGTUNE_LORA_GUARD=0: vLLM CPU LoRA ops are NOT guarded")
+        log.warning("RAGTUNE_LORA_GUARD=0: vLLM's own CPU LoRA ops are in use (requests without an adapter can "
+                    "be computed with one)")
         return
     from vllm.lora.ops.torch_ops import lora_ops
     from vllm.lora.punica_wrapper import punica_cpu
 
     for module in (lora_ops, punica_cpu):
-        for op in _OPS:
-            fn = getattr(module, op, None)
-            if fn is not None and not getattr(fn, _MARK, False):
-                setattr(module, op, _guarded(op, fn))
-    log.info("ragtune LoRA guard installed: no-adapter tokens get no LoRA contribution on CPU")
+        for name, op in _OPS.items():
+            if hasattr(module, name):
+                setattr(module, name, op)
+    log.info("ragtune LoRA ops installed: grouped by adapter, no LoRA for tokens without an adapter")
 
 
 def installed() -> bool:
     from vllm.lora.punica_wrapper import punica_cpu
 
-    return all(getattr(getattr(punica_cpu, op), _MARK, False) for op in _OPS)
+    return all(getattr(getattr(punica_cpu, name), _MARK, False) for name in _OPS)

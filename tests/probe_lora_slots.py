@@ -51,12 +51,12 @@ async def probe(model_dir: str, adapter_dirs: list[Path]) -> dict[str, bool]:
 
 
 def main() -> None:
-    from tests.helpers import make_adapters
+    from cluster.adapters import random_adapters
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     model_dir = sys.argv[1]
     with tempfile.TemporaryDirectory() as tmp:
-        adapters = make_adapters(model_dir, Path(tmp), seeds=[1, 2, 3])
+        adapters = random_adapters(model_dir, Path(tmp), seeds=[1, 2, 3])
         result = asyncio.run(probe(model_dir, adapters))
     print("PROBE " + json.dumps(result), flush=True)
 

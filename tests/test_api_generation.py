@@ -15,11 +15,11 @@ import openai
 import pytest
 from openai import OpenAI
 
-from cluster.adapters import AdapterStore
+from cluster.adapters import AdapterStore, random_adapters
 from cluster.models import resolve
 from cluster.settings import Settings
 from serve.prompts import NOT_FOUND
-from tests.helpers import api_error, make_adapters
+from tests.helpers import api_error
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -34,7 +34,7 @@ def adapters(live: Settings, store: AdapterStore) -> list[str]:
     """Three adapters: one more than the test profile's LoRA slots, so mixing them fills every slot."""
     names = ["alpha", "beta", "gamma"]
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_adapters(resolve(live.llm_spec.model, live.models_dir), Path(tmp), seeds=[11, 12, 13])
+        paths = random_adapters(resolve(live.llm_spec.model, live.models_dir), Path(tmp), seeds=[11, 12, 13])
         for name, path in zip(names, paths):
             store.put(name, path, {"base_model": live.llm_spec.served_name})
     return names
@@ -126,7 +126,7 @@ def test_interleaved_adapters_and_base_each_get_their_own_weights(client: OpenAI
 
 def test_replacing_an_adapter_serves_the_new_weights(client: OpenAI, live: Settings, store: AdapterStore) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        first, second = make_adapters(resolve(live.llm_spec.model, live.models_dir), Path(tmp), seeds=[21, 22])
+        first, second = random_adapters(resolve(live.llm_spec.model, live.models_dir), Path(tmp), seeds=[21, 22])
         store.put("replaced", first)
         before = _chat(client, "replaced").choices[0].message.content
         version = client.models.retrieve("replaced").version  # type: ignore[attr-defined]

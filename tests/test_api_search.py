@@ -14,10 +14,10 @@ from tests.helpers import api_error
 def test_readyz_and_healthz(api: httpx.Client) -> None:
     ready = api.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "embedder": "ok",
-                                                                   "reranker": "ok"}
+                                                                   "reranker": "ok", "llm": "ok"}
     assert api.get("/healthz").json()["status"] == "ok"
     assert api.get("/docs").status_code == 200
-    assert "/v1/search" in api.get("/openapi.json").json()["paths"]
+    assert {"/v1/search", "/v1/chat/completions", "/v1/models"} <= set(api.get("/openapi.json").json()["paths"])
 
 
 @pytest.mark.parametrize("query,package", [

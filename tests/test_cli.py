@@ -22,7 +22,7 @@ def test_status_reports_deployments_and_database(live) -> None:  # noqa: ANN001
     report = json.loads(result.stdout)
     assert report["database"]["status"] == "up" and report["ray"]["status"] == "up"
     deployments = report["serve"]["deployments"]
-    assert {"Ingress", "Embedder", "Reranker"} <= set(deployments)
+    assert {"Ingress", "Embedder", "Reranker", "LLMServer"} <= set(deployments)
     assert all(d["replicas"].get("RUNNING", 0) >= 1 for d in deployments.values())
 
 
@@ -30,6 +30,18 @@ def test_search_command_prints_ranked_hits(live, seeded) -> None:  # noqa: ANN00
     result = run("search", "pgvector approximate nearest neighbour index", "--top-n", "2")
     assert result.returncode == 0, result.stderr
     assert "1. [" in result.stdout and "pkg/pgvector.md" in result.stdout and "timings:" in result.stdout
+
+
+def test_ask_prints_the_answer_citations_and_timings(live, seeded) -> None:  # noqa: ANN001
+    result = run("ask", "What is HTTPX?", "--max-tokens", "48", "--stream")
+    assert result.returncode == 0, result.stderr
+    assert "[Source 1]" in result.stdout and "pkg/httpx.md" in result.stdout
+    assert "route rag" in result.stdout and "generate" in result.stdout and "tokens" in result.stdout
+
+
+def test_ask_with_an_unknown_adapter_fails_with_the_servers_message(live) -> None:  # noqa: ANN001
+    result = run("ask", "hi", "--adapter", "no-such-adapter")
+    assert result.returncode == 1 and "does not exist" in result.stderr
 
 
 def test_invalid_settings_are_a_clear_error() -> None:

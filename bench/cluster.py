@@ -1,0 +1,45 @@
+"""What every benchmark shares: its own local cluster, percentiles, and where results go."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+BENCH_ENV = {"RAGTUNE_PORT": "8200", "RAGTUNE_RAY_PORT": "6400", "RAGTUNE_DASHBOARD_PORT": "8285",
+             "RAGTUNE_APP_NAME": "ragtune-bench", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+@contextmanager
+def bench_cluster() -> Iterator[Any]:
+    """A local cluster of the benchmark's own (temporary state dir, ports 8200/6400/8285), never a running
+    demo's; stopped and removed at the end. Yields its Settings."""
+    state_dir = Path(tempfile.mkdtemp(prefix="rtb-", dir="/tmp"))
+    os.environ.update(BENCH_ENV | {"RAGTUNE_STATE_DIR": str(state_dir)})
+    os.environ.pop("DATABASE_URL", None)
+    from cluster import local
+    from cluster.settings import Settings
+
+    settings = Settings()
+    try:
+        local.up(settings, echo=print)
+        yield settings
+    finally:
+        local.down(settings, echo=print)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
