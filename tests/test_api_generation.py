@@ -87,9 +87,11 @@ def test_models_list_the_base_and_every_adapter_with_its_parent(client: OpenAI, 
 
 # ---------------------------------------------------------------------------------------- plain, finetuned
 
-def test_plain_route_answers_with_usage(client: OpenAI, base: str) -> None:
+def test_plain_route_answers_with_usage_streamed_or_not(client: OpenAI, base: str) -> None:
     r = _chat(client, base, route="plain")
     assert r.choices[0].message.content.strip()
+    streamed, final = _stream_chat(client, base, route="plain")
+    assert streamed == r.choices[0].message.content and final.model_extra["route"] == "plain"
     assert r.usage.prompt_tokens > 5 and 0 < r.usage.completion_tokens <= 16
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
     assert r.model_extra["route"] == "plain" and r.model_extra["citations"] == []
@@ -196,6 +198,9 @@ def test_hybrid_route_uses_the_adapter_and_retrieval(client: OpenAI, adapters: l
     finetuned = _chat(client, adapters[0], question, route="finetuned", max_tokens=24)
     assert hybrid.model_extra["route"] == "hybrid" and hybrid.model_extra["timings"]["embed_ms"] > 0
     assert hybrid.usage.prompt_tokens > finetuned.usage.prompt_tokens + 50  # the sources are in the prompt
+    streamed, final = _stream_chat(client, adapters[0], question, route="hybrid", max_tokens=24)
+    assert streamed == hybrid.choices[0].message.content
+    assert final.model_extra["route"] == "hybrid" and final.usage.prompt_tokens == hybrid.usage.prompt_tokens
 
 
 # -------------------------------------------------------------------------------------------- completions
