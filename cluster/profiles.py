@@ -156,8 +156,9 @@ class Profile(_Frozen):
 _CPU_SCALING = Autoscaling(min_replicas=1, max_replicas=2, target_ongoing_requests=2, upscale_delay_s=2,
                            downscale_delay_s=20, look_back_period_s=4)
 
-# One engine per replica on 2 cores: the engine core process takes what it needs regardless of num_cpus.
+# On 2 cores every hop of every streamed token through Serve takes CPU from the engine (docs/benchmarks.md).
 _CPU_LLM_STREAM_INTERVAL = 4
+# One engine replica on 2 cores: its engine-core and worker processes take what they need regardless of num_cpus.
 _CPU_LLM = Placement(num_cpus=0.2, max_ongoing_requests=32,
                      autoscaling=Autoscaling(min_replicas=1, max_replicas=1, target_ongoing_requests=16,
                                              upscale_delay_s=2, downscale_delay_s=30, look_back_period_s=4))
