@@ -177,17 +177,20 @@ class ChunkChoice(BaseModel):
     logprobs: None = None
 
 
-class ChatCompletionChunk(BaseModel):
+class _StreamEvent(BaseModel):
     id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
-    choices: list[ChunkChoice]
     usage: Usage | None = None
     # Only on the final event (empty choices): what the non-streaming response carries at top level.
     route: Route | None = None
     citations: list[Citation] | None = None
     timings: GenerationTimings | None = None
+
+
+class ChatCompletionChunk(_StreamEvent):
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    choices: list[ChunkChoice]
 
 
 class CompletionChoice(BaseModel):
@@ -206,16 +209,9 @@ class Completion(_RagtuneFields):
     usage: Usage
 
 
-class CompletionChunk(BaseModel):
-    id: str
+class CompletionChunk(_StreamEvent):
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
-    route: Route | None = None
-    citations: list[Citation] | None = None
-    timings: GenerationTimings | None = None
 
 
 class ModelCard(BaseModel):

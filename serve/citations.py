@@ -65,6 +65,7 @@ def best_span(sentence: str, chunk: str) -> tuple[int, str]:
 class CitationTracker:
     def __init__(self, sources: list[SourceText]) -> None:
         self.sources = {s.number: s for s in sources}
+        self._source_words = {s.number: _content([w.lower() for w in _WORD.findall(s.text)]) for s in sources}
         self._pending = ""
         self._in_code = False  # inside a ``` block: code is never attributed
         self.cited: dict[int, Cited] = {}
@@ -102,8 +103,7 @@ class CitationTracker:
             return ""
         best: tuple[float, int, int] | None = None
         for number, source in self.sources.items():
-            chunk_words = _content([w.lower() for w in _WORD.findall(source.text)])
-            shared = len(content & chunk_words)
+            shared = len(content & self._source_words[number])
             overlap = shared / len(content)
             run, _ = best_span(sentence, source.text)
             good = shared >= 2 and overlap >= MIN_OVERLAP and run >= MIN_RUN

@@ -32,6 +32,14 @@ def invalid(message: str, param: str | None = None, code: str = "invalid_value")
     return ApiError(400, message, param=param, code=code)
 
 
+def bounded(value: int | None, default: int, maximum: int, param: str) -> int:
+    """`value` (or the default when absent), refused with a 400 above `maximum`."""
+    value = default if value is None else value
+    if value > maximum:
+        raise invalid(f"{param} must be between 1 and {maximum}, got {value}", param=param)
+    return value
+
+
 def not_found(message: str, param: str | None = None) -> ApiError:
     return ApiError(404, message, param=param, code="not_found")
 

@@ -21,7 +21,7 @@ from cluster.knowledge import SearchFilters
 from cluster.settings import Settings
 from serve import prompts
 from serve.citations import CitationTracker, SourceText
-from serve.errors import ApiError, invalid, not_found
+from serve.errors import ApiError, bounded, invalid, not_found
 from serve.generation_types import (
     Delta, Finished, GenerationRequest, Rejected, SamplingOptions, Started,
 )
@@ -115,10 +115,8 @@ class GenerationService:
     def retrieval_options(self, top_k: int | None, top_n: int | None, rerank: bool | None,
                           filters: SearchFilters) -> RetrievalOptions:
         limits = self.settings.search
-        top_k = self.retrieval.top_k if top_k is None else top_k
-        top_n = min(self.retrieval.top_n, top_k) if top_n is None else top_n
-        if top_k > limits.max_top_k:
-            raise invalid(f"top_k must be between 1 and {limits.max_top_k}, got {top_k}", param="top_k")
+        top_k = bounded(top_k, self.retrieval.top_k, limits.max_top_k, "top_k")
+        top_n = bounded(top_n, min(self.retrieval.top_n, top_k), limits.max_top_n, "top_n")
         if top_n > top_k:
             raise invalid(f"top_n ({top_n}) must not exceed top_k ({top_k})", param="top_n")
         return RetrievalOptions(top_k, top_n, self.retrieval.rerank if rerank is None else rerank, filters)

@@ -33,15 +33,15 @@ from serve.chat_schemas import (
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, ChunkDelta,
     Completion, CompletionChoice, CompletionChunk, CompletionRequest, ModelCard, ModelList, Usage,
 )
-from serve.errors import ApiError, invalid, not_found
+from serve.errors import ApiError, bounded, invalid, not_found
 from serve.generation_service import Answer, GenerationService, Plan
 from serve.generation_types import SamplingOptions
 from serve.knowledge_service import EmbedderClient, KnowledgeService, RerankerClient
 from serve.schemas import (
     ChunkOut, Deleted, DocumentDetail, DocumentIn, DocumentList, DocumentOut, DocumentsBody, DocumentsIn, Embedding,
     EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, ErrorResponse, Health, IngestResponse, IngestResult,
-    RerankDocument, RerankRequest, RerankResponse, RerankResult, SearchHit, SearchRequest, SearchResponse,
-    StageTimings,
+    RerankDocument, RerankRequest, RerankResponse, RerankResult, SearchFiltersIn, SearchHit, SearchRequest,
+    SearchResponse, StageTimings,
 )
 
 log = logging.getLogger("ragtune.ingress")
@@ -56,7 +56,7 @@ app = FastAPI(
 errors.install(app)
 
 
-def _filters(f: Any) -> SearchFilters:
+def _filters(f: SearchFiltersIn | None) -> SearchFilters:
     return SearchFilters(sources=tuple(f.sources) if f and f.sources else None,
                          metadata=f.metadata if f and f.metadata else None)
 
@@ -228,12 +228,6 @@ class Ingress:
 
     # -------------------------------------------------------------------------------------------- search
 
-    def _bounded(self, value: int | None, default: int, maximum: int, param: str) -> int:
-        value = default if value is None else value
-        if value > maximum:
-            raise invalid(f"{param} must be between 1 and {maximum}, got {value}", param=param)
-        return value
-
     @app.post("/v1/search", response_model=SearchResponse, tags=["search"])
     async def search(self, body: SearchRequest) -> SearchResponse:
         """Hybrid retrieval (HNSW vector top-k + full-text top-k, fused by RRF in SQL), then cross-encoder rerank."""
@@ -241,14 +235,12 @@ class Ingress:
         if len(body.query) > limits.max_query_chars:
             raise invalid(f"query is {len(body.query)} characters; the limit is {limits.max_query_chars}",
                           param="query", code="query_too_long")
-        top_k = self._bounded(body.top_k, limits.default_top_k, limits.max_top_k, "top_k")
-        top_n = self._bounded(body.top_n, min(limits.default_top_n, top_k), limits.max_top_n, "top_n")
+        top_k = bounded(body.top_k, limits.default_top_k, limits.max_top_k, "top_k")
+        top_n = bounded(body.top_n, min(limits.default_top_n, top_k), limits.max_top_n, "top_n")
         if top_n > top_k:
             raise invalid(f"top_n ({top_n}) must not exceed top_k ({top_k})", param="top_n")
-        f = body.filters
-        filters = SearchFilters(sources=tuple(f.sources) if f and f.sources else None,
-                                metadata=f.metadata if f and f.metadata else None)
-        outcome = await self.knowledge.search(await self.pool(), body.query, top_k, top_n, body.rerank, filters)
+        outcome = await self.knowledge.search(await self.pool(), body.query, top_k, top_n, body.rerank,
+                                              _filters(body.filters))
         hits = [SearchHit(
             document_id=h.candidate.document_id, source=h.candidate.source, title=h.candidate.title,
             chunk_ordinal=h.candidate.ordinal, text=h.candidate.text, metadata=h.candidate.metadata,
