@@ -54,6 +54,12 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
     return name, version
 
 
+def fine_tuned_name(base_model: str, suffix: str, short_id: str) -> str:
+    """OpenAI's naming, `ft:<base>:<suffix>:<short id>`, with the base's last path part ('org/Model' -> 'Model')."""
+    base = base_model.removeprefix("local:").rsplit("/", 1)[-1]
+    return check_name(f"ft:{base}:{suffix}:{short_id}")
+
+
 def check_name(name: str) -> str:
     if not NAME_RE.match(name):
         raise AdapterError(f"invalid adapter name {name!r}: use letters, digits and . _ - : (at most 128)")

@@ -132,12 +132,40 @@ class ChunkingSpec(_Frozen):
         return self
 
 
+class TrainingSpec(_Frozen):
+    """How this profile fine-tunes: the method is explicit (and written into each job's log and adapter).
+
+    `qlora`: the base in 4-bit nf4 with double quantization, bf16 compute, paged 8-bit AdamW: the production
+    path on GPUs. `lora`: LoRA on the full-precision base; on CPU, because bitsandbytes' 4-bit training there
+    zeroes the LoRA gradients once the model has been evaluated or has generated (PLATFORM_NOTES.md).
+    """
+
+    method: Literal["lora", "qlora"]
+    compute_dtype: Dtype
+    optim: str = Field(description="A transformers optimizer name, e.g. adamw_torch or paged_adamw_8bit.")
+    gradient_checkpointing: bool = False
+    batch_size: PositiveInt = 4
+    # Resources one job reserves (`--entrypoint-num-gpus/cpus`), and how many the dispatcher runs at once.
+    num_gpus: float = Field(0.0, ge=0)
+    num_cpus: float = Field(1.0, gt=0)
+    torch_threads: PositiveInt | None = None
+    max_concurrent_jobs: PositiveInt = 1
+    gpu_budget: float = Field(0.0, ge=0, description="GPUs all running jobs may hold together.")
+
+    @model_validator(mode="after")
+    def _jobs_fit_budget(self) -> "TrainingSpec":
+        if self.num_gpus > self.gpu_budget:
+            raise ValueError(f"a job needs {self.num_gpus} GPUs but the budget is {self.gpu_budget}")
+        return self
+
+
 class Profile(_Frozen):
     name: ProfileName
     llm: LLMSpec
     test_llm: LLMSpec | None = None
     embedder: EmbedderSpec
     reranker: RerankerSpec
+    training: TrainingSpec
     chunking: ChunkingSpec = ChunkingSpec()
     retrieval: RetrievalSpec = RetrievalSpec()
     ingress: Placement = Placement()
@@ -182,6 +210,9 @@ PROFILES: dict[ProfileName, Profile] = {
             model="local:minilm-cross-encoder", max_length=256, dtype="float32", max_batch_size=32,
             placement=Placement(num_cpus=0.2, torch_threads=2, max_ongoing_requests=32, autoscaling=_CPU_SCALING),
         ),
+        # One job at a time next to the engine on 2 cores; all cores for its forward/backward passes.
+        training=TrainingSpec(method="lora", compute_dtype="float32", optim="adamw_torch", batch_size=8,
+                              num_cpus=1, torch_threads=2, max_concurrent_jobs=1),
         chunking=ChunkingSpec(chunk_tokens=300, overlap_tokens=40),
         retrieval=RetrievalSpec(top_k=20, top_n=4, rerank=False, relevance="vector", min_relevance=0.25,
                                 max_context_tokens=1200),
@@ -208,6 +239,9 @@ PROFILES: dict[ProfileName, Profile] = {
                                 autoscaling=Autoscaling(min_replicas=1, max_replicas=4,
                                                         target_ongoing_requests=8)),
         ),
+        training=TrainingSpec(method="qlora", compute_dtype="bfloat16", optim="paged_adamw_8bit",
+                              gradient_checkpointing=True, batch_size=8, num_gpus=1, num_cpus=4,
+                              max_concurrent_jobs=4, gpu_budget=4),
         chunking=ChunkingSpec(chunk_tokens=300, overlap_tokens=50),
         retrieval=RetrievalSpec(top_k=30, top_n=4, rerank=True, relevance="rerank", min_relevance=0.05,
                                 max_context_tokens=4096),

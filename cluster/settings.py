@@ -56,6 +56,17 @@ class IngestLimits(BaseSettings):
     max_chunks_per_document: PositiveInt = 2_000
 
 
+class FineTuningLimits(BaseSettings):
+    """The fine-tuning queue: what an upload may be, and how often the dispatcher looks at the queue."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGTUNE_FINETUNE_", frozen=True)
+
+    max_file_bytes: PositiveInt = 50_000_000
+    max_examples: PositiveInt = 200_000
+    max_length: PositiveInt = Field(1024, description="Default and maximum tokens of one formatted example.")
+    poll_interval_s: float = Field(1.0, gt=0, le=60)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGTUNE_", frozen=True, extra="ignore")
 
@@ -78,9 +89,12 @@ class Settings(BaseSettings):
     adapter_store: str | None = Field(
         None, description="Where LoRA adapters live: a directory or any fsspec URI (s3://, gs://). "
                           "Unset: state_dir/adapters.")
+    file_store: str | None = Field(
+        None, description="Where uploaded training files live: a directory or any fsspec URI. Unset: state_dir/files.")
     db_pool_max: PositiveInt = 8
     search: SearchLimits = Field(default_factory=SearchLimits)
     ingest: IngestLimits = Field(default_factory=IngestLimits)
+    fine_tuning: FineTuningLimits = Field(default_factory=FineTuningLimits)
 
     @field_validator("state_dir", "models_dir")
     @classmethod
@@ -103,6 +117,10 @@ class Settings(BaseSettings):
     @property
     def adapter_store_uri(self) -> str:
         return self.adapter_store or str(self.state_dir / "adapters")
+
+    @property
+    def file_store_uri(self) -> str:
+        return self.file_store or str(self.state_dir / "files")
 
     @property
     def adapter_cache_dir(self) -> Path:
@@ -136,4 +154,6 @@ class Settings(BaseSettings):
             env["RAGTUNE_DATABASE_URL"] = self.database_url
         if self.adapter_store:
             env["RAGTUNE_ADAPTER_STORE"] = self.adapter_store
+        if self.file_store:
+            env["RAGTUNE_FILE_STORE"] = self.file_store
         return env

@@ -12,6 +12,7 @@ from ray.serve import Application
 
 from cluster.profiles import Placement
 from cluster.settings import Settings
+from serve.dispatcher import FineTuneDispatcher
 from serve.embedder import Embedder
 from serve.ingress import Ingress
 from serve.llm import llm_server
@@ -30,7 +31,8 @@ def deployment_options(name: str, placement: Placement) -> dict[str, Any]:
 
 
 def build(args: dict[str, Any] | None = None) -> Application:
-    """The application graph: Ingress -> (Embedder, Reranker, LLMServer). `args` override settings fields."""
+    """The application graph: Ingress -> (Embedder, Reranker, LLMServer, FineTuneDispatcher). `args` override
+    settings fields."""
     settings = Settings(**(args or {}))
     profile = settings.profile_spec
     embedder = serve.deployment(Embedder).options(**deployment_options("Embedder", profile.embedder.placement))
@@ -38,5 +40,11 @@ def build(args: dict[str, Any] | None = None) -> Application:
     llm_spec = settings.llm_spec
     llm = serve.deployment(llm_server(llm_spec.max_cpu_loras)).options(
         **deployment_options("LLMServer", llm_spec.placement))
+    # Exactly one dispatcher, on the head node (where the Ray Jobs API is); Serve restarts it if it dies.
+    dispatcher = serve.deployment(FineTuneDispatcher).options(
+        name="FineTuneDispatcher", num_replicas=1, max_ongoing_requests=64, health_check_period_s=10,
+        graceful_shutdown_timeout_s=10,
+        ray_actor_options={"num_cpus": 0.05, "resources": {"node:__internal_head__": 0.001}})
     ingress = serve.deployment(Ingress).options(**deployment_options("Ingress", profile.ingress))
-    return ingress.bind(settings, embedder.bind(settings), reranker.bind(settings), llm.bind(settings))
+    return ingress.bind(settings, embedder.bind(settings), reranker.bind(settings), llm.bind(settings),
+                        dispatcher.bind(settings))

@@ -34,6 +34,11 @@ from serve.chat_schemas import (
     Completion, CompletionChoice, CompletionChunk, CompletionRequest, ModelCard, ModelList, Usage,
 )
 from serve.errors import ApiError, bounded, invalid, not_found
+from serve.fine_tuning_schemas import (
+    FileDeleted, FileList, FileObject, FineTuningJobCreate, FineTuningJobList, FineTuningJobOut, JobEventList,
+    ModelDeleted, event_out, file_out, job_out,
+)
+from serve.fine_tuning_service import FineTuningService
 from serve.generation_service import Answer, GenerationService, Plan
 from serve.generation_types import SamplingOptions
 from serve.knowledge_service import EmbedderClient, KnowledgeService, RerankerClient
@@ -74,7 +79,7 @@ def _document_out(doc: StoredDocument) -> DocumentOut:
 @serve.ingress(app)
 class Ingress:
     def __init__(self, settings: Settings, embedder: DeploymentHandle, reranker: DeploymentHandle,
-                 llm: DeploymentHandle) -> None:
+                 llm: DeploymentHandle, dispatcher: DeploymentHandle) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoTokenizer
 
@@ -89,6 +94,8 @@ class Ingress:
         self.adapters = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
         llm_tokenizer = AutoTokenizer.from_pretrained(resolve(settings.llm_spec.model, settings.models_dir))
         self.generation = GenerationService(settings, self.knowledge, llm, self.adapters, llm_tokenizer)
+        self.fine_tuning = FineTuningService(settings, llm_tokenizer, self.adapters, self.generation.base_model)
+        self.dispatcher = dispatcher
         self.started = int(time.time())
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
@@ -397,6 +404,72 @@ class Ingress:
         if card is None:
             raise not_found(f"The model {model_id!r} does not exist", param="model")
         return card
+
+    @app.delete("/v1/models/{model_id:path}", response_model=ModelDeleted, tags=["generation"],
+                responses={404: {"model": ErrorResponse}})
+    async def delete_model(self, model_id: str) -> ModelDeleted:
+        """Retire an adapter: requests in flight finish; new ones get 404."""
+        await self.fine_tuning.delete_adapter(model_id)
+        return ModelDeleted(id=model_id)
+
+    # --------------------------------------------------------------------------------------- fine-tuning
+
+    @app.post("/v1/files", response_model=FileObject, tags=["fine-tuning"])
+    async def upload_file(self, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]) -> FileObject:
+        """A JSONL training file (purpose `fine-tune`), validated line by line before it is stored."""
+        data = await file.read(self.settings.fine_tuning.max_file_bytes + 1)
+        stored = await self.fine_tuning.upload(await self.pool(), file.filename or "upload.jsonl", purpose, data)
+        return file_out(stored)
+
+    @app.get("/v1/files", response_model=FileList, tags=["fine-tuning"])
+    async def list_files(self, purpose: Annotated[str | None, Query()] = None,
+                         limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> FileList:
+        from cluster import fine_tuning as ft
+
+        return FileList(data=[file_out(f) for f in await ft.list_files(await self.pool(), purpose, limit)])
+
+    @app.get("/v1/files/{file_id}", response_model=FileObject, tags=["fine-tuning"])
+    async def get_file(self, file_id: str) -> FileObject:
+        return file_out(await self.fine_tuning.get_file(await self.pool(), file_id))
+
+    @app.delete("/v1/files/{file_id}", response_model=FileDeleted, tags=["fine-tuning"])
+    async def delete_file(self, file_id: str) -> FileDeleted:
+        """Refused (409) while a fine-tuning job refers to the file."""
+        await self.fine_tuning.delete_file(await self.pool(), file_id)
+        return FileDeleted(id=file_id)
+
+    @app.post("/v1/fine_tuning/jobs", response_model=FineTuningJobOut, tags=["fine-tuning"])
+    async def create_fine_tuning_job(self, body: FineTuningJobCreate) -> FineTuningJobOut:
+        """Queue a LoRA fine-tuning job; the dispatcher runs it as a Ray Job when the budget allows."""
+        job = await self.fine_tuning.create_job(await self.pool(), body)
+        self.dispatcher.wake.remote()
+        return job_out(job)
+
+    @app.get("/v1/fine_tuning/jobs", response_model=FineTuningJobList, tags=["fine-tuning"])
+    async def list_fine_tuning_jobs(self, after: Annotated[str | None, Query()] = None,
+                                    limit: Annotated[int, Query(ge=1, le=100)] = 20) -> FineTuningJobList:
+        from cluster import fine_tuning as ft
+
+        jobs, more = await ft.list_jobs(await self.pool(), after, limit)
+        return FineTuningJobList(data=[job_out(j) for j in jobs], has_more=more)
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}", response_model=FineTuningJobOut, tags=["fine-tuning"])
+    async def get_fine_tuning_job(self, job_id: str) -> FineTuningJobOut:
+        return job_out(await self.fine_tuning.get_job(await self.pool(), job_id))
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}/events", response_model=JobEventList, tags=["fine-tuning"])
+    async def list_fine_tuning_events(self, job_id: str, after: Annotated[str | None, Query()] = None,
+                                      limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> JobEventList:
+        """Newest first: queued, started, step/loss metrics, succeeded/failed/cancelled."""
+        events, more = await self.fine_tuning.events(await self.pool(), job_id, after, limit)
+        return JobEventList(data=[event_out(e) for e in events], has_more=more)
+
+    @app.post("/v1/fine_tuning/jobs/{job_id}/cancel", response_model=FineTuningJobOut, tags=["fine-tuning"])
+    async def cancel_fine_tuning_job(self, job_id: str) -> FineTuningJobOut:
+        """A queued job is cancelled at once; a running one is stopped and publishes nothing (409 if finished)."""
+        job = await self.fine_tuning.cancel(await self.pool(), job_id)
+        self.dispatcher.wake.remote()
+        return job_out(job)
 
     @app.get("/v1/engine/stats", tags=["operator"])
     async def engine_stats(self) -> dict[str, Any]:
