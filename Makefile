@@ -55,6 +55,7 @@ test-unit: setup
 bench: models
 	$(BIN)/python -m bench.knowledge
 	$(BIN)/python -m bench.generation
+	$(BIN)/python -m bench.fine_tuning
 
 clean:
 	rm -rf $(VENV) .ragtune build *.egg-info

@@ -289,28 +289,209 @@ def ask(
     _print_answer(payload)
 
 
+# ------------------------------------------------------------------------------------------ fine-tuning
+
+def _api(method: str, url: str, **kwargs) -> dict:  # noqa: ANN003
+    """One API call; an error response is a CLI failure carrying the server's message."""
+    try:
+        response = httpx.request(method, url, timeout=120, **kwargs)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {url}: {exc} (is `ragtune up` running?)")
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        fail(message, 2 if response.status_code < 500 else 1)
+    return response.json()
+
+
+def follow_job(url: str, job_id: str, poll_s: float = 1.0) -> dict:
+    """Print a job's events as they happen, with a progress bar over its steps; returns the finished job."""
+    from tqdm import tqdm
+
+    seen, bar = 0, None
+    while True:
+        job = _api("GET", f"{url}/v1/fine_tuning/jobs/{job_id}")
+        page = _api("GET", f"{url}/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 1000})["data"]
+        for event in reversed(page):
+            number = int(event["id"].removeprefix("ftevent-"))
+            if number <= seen:
+                continue
+            seen = number
+            data = event.get("data") or {}
+            if event["type"] == "metrics" and data.get("total_steps"):
+                if bar is None:
+                    bar = tqdm(total=data["total_steps"], unit="step", dynamic_ncols=True)
+                bar.update(data["step"] - bar.n)
+                bar.set_postfix({k: round(data[k], 4) for k in ("train_loss", "valid_loss", "tokens_per_s")
+                                 if k in data}, refresh=True)
+            else:
+                (bar.write if bar else typer.echo)(f"[{job['status']}] {event['message']}")
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            if bar is not None:
+                bar.close()
+            return job
+        time.sleep(poll_s)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="JSONL: {instruction, input, output} or {messages} per line.")],
+    suffix: Annotated[Optional[str], typer.Option(help="Part of the adapter name ft:<base>:<suffix>:<id>.")] = None,
+    follow: Annotated[bool, typer.Option(help="Show progress until the job ends; exit 0 only if it succeeded.")]
+    = False,
+    epochs: Annotated[Optional[int], typer.Option(min=1, max=50)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, max=256)] = None,
+    learning_rate_multiplier: Annotated[Optional[float], typer.Option(help="Of 2e-4.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(min=1)] = None,
+    system_prompt: Annotated[Optional[str], typer.Option(help="Trained with, and used by the fine-tuned route.")]
+    = None,
+    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+) -> None:
+    """Upload a dataset and queue a LoRA fine-tuning job on the running cluster (OpenAI's fine-tuning API)."""
+    from cluster.training_data import DatasetError, parse
+
+    s = settings()
+    try:
+        raw = data.read_bytes()
+        parse(raw, name=str(data))  # the server checks again, lengths included; this fails before uploading
+    except OSError as exc:
+        fail(f"cannot read {data}: {exc}", 2)
+    except DatasetError as exc:
+        fail(str(exc), 2)
+    uploaded = _api("POST", f"{s.http_url}/v1/files", files={"file": (data.name, raw)},
+                    data={"purpose": "fine-tune"})
+    typer.echo(f"uploaded {data} as {uploaded['id']} ({uploaded['examples']} examples)")
+    hyper = {k: v for k, v in {"n_epochs": epochs, "batch_size": batch_size, "max_steps": max_steps,
+                               "learning_rate_multiplier": learning_rate_multiplier}.items() if v is not None}
+    base = _base_model(s.http_url)
+    body = {"model": base, "training_file": uploaded["id"], "hyperparameters": hyper, "priority": priority,
+            **({"suffix": suffix} if suffix else {}), **({"system_prompt": system_prompt} if system_prompt else {})}
+    job = _api("POST", f"{s.http_url}/v1/fine_tuning/jobs", json=body)
+    typer.echo(f"queued fine-tuning job {job['id']} on {base}")
+    if not follow:
+        typer.echo(f"follow it with: ragtune jobs --follow {job['id']}")
+        return
+    _finish(s.http_url, follow_job(s.http_url, job["id"]))
+
+
+def _finish(url: str, job: dict) -> None:
+    if job["status"] == "succeeded":
+        typer.secho(f"succeeded: {job['fine_tuned_model']} is served now "
+                    f"(ragtune ask '...' --adapter {job['fine_tuned_model']})", fg=typer.colors.GREEN)
+        return
+    fail(f"job {job['id']} {job['status']}" + (f": {job['error']['message']}" if job.get("error") else ""))
+
+
+@app.command()
+def jobs(
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+    follow: Annotated[Optional[str], typer.Option(help="Follow this job until it ends.")] = None,
+    cancel: Annotated[Optional[str], typer.Option(help="Cancel this job.")] = None,
+) -> None:
+    """List recent fine-tuning jobs (or follow / cancel one)."""
+    s = settings()
+    if cancel:
+        job = _api("POST", f"{s.http_url}/v1/fine_tuning/jobs/{cancel}/cancel")
+        typer.echo(f"{job['id']}: {'cancelled' if job['status'] == 'cancelled' else 'stopping'}")
+        return
+    if follow:
+        _finish(s.http_url, follow_job(s.http_url, follow))
+        return
+    listed = _api("GET", f"{s.http_url}/v1/fine_tuning/jobs", params={"limit": limit})["data"]
+    if not listed:
+        typer.echo("no fine-tuning jobs yet (ragtune train DATA.jsonl)")
+        return
+    typer.echo(f"{'id':<31}{'status':<11}{'created':<21}{'steps':>6}{'loss':>8}  fine-tuned model")
+    for j in listed:
+        m = j.get("metrics") or {}
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j["created_at"]))
+        loss = f"{m['final_loss']:.3f}" if m.get("final_loss") is not None else "-"
+        typer.echo(f"{j['id']:<31}{j['status']:<11}{created:<21}{m.get('steps', '-'):>6}{loss:>8}  "
+                   f"{j.get('fine_tuned_model') or (j.get('error') or {}).get('message', '')}")
+
+
 DEMO_QUERIES = (
     "How do I create an HNSW index for approximate nearest neighbor search in Postgres?",
     "How can I fine-tune a large language model with LoRA adapters on a small GPU?",
     "How does Ray Serve scale model deployments?",
     "What is the fastest way to serve an LLM with an OpenAI-compatible API?",
 )
-DEMO_QUESTIONS = ("What is httpx?", "What is pgvector?", "What does the peft package do?")
+DEMO_QUESTIONS = ("What is httpx?", "What does the peft package do?")
+DEMO_SUFFIX = "json-extract"
+
+
+def _demo_adapter(s) -> str:  # noqa: ANN001
+    """Train the demo's JSON-extraction adapter through the fine-tuning queue, or reuse the one already trained on
+    this exact dataset. Prints how long the first adapter token took after the job succeeded."""
+    from cluster import extraction_task, training_data
+
+    train_set, _ = extraction_task.split()
+    data = extraction_task.jsonl(train_set)
+    digest = training_data.digest(data)
+    models = _api("GET", f"{s.http_url}/v1/models")["data"]
+    for m in models:
+        if ((m.get("metadata") or {}).get("dataset") or {}).get("sha256") == digest:
+            typer.echo(f"reusing adapter {m['id']} (trained on this dataset before)")
+            return m["id"]
+    uploaded = _api("POST", f"{s.http_url}/v1/files", files={"file": ("json-extract.jsonl", data)},
+                    data={"purpose": "fine-tune"})
+    body = {"model": _base_model(s.http_url), "training_file": uploaded["id"], "suffix": DEMO_SUFFIX,
+            "system_prompt": extraction_task.SYSTEM_PROMPT,
+            "hyperparameters": {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 5}}
+    job = _api("POST", f"{s.http_url}/v1/fine_tuning/jobs", json=body)
+    typer.echo(f"queued {job['id']}: LoRA on {len(train_set)} sentence -> JSON examples (about 3 minutes on 2 "
+               "cores); progress below comes from the job's events")
+    job = follow_job(s.http_url, job["id"], poll_s=0.25)
+    succeeded_at = time.monotonic()
+    _finish(s.http_url, job)
+    name = job["fine_tuned_model"]
+    extraction_task.complete(s.http_url, name, [train_set[0][0]], "finetuned", max_tokens=1)
+    typer.echo(f"job success -> first token from the new adapter: {time.monotonic() - succeeded_at:.2f} s "
+               "(no restart, no redeploy)")
+    return name
+
+
+def _demo_base_vs_adapter(s, adapter: str) -> None:  # noqa: ANN001
+    from cluster import extraction_task
+
+    base = _base_model(s.http_url)
+    _, test = extraction_task.split()
+    sentences, records = [t[0] for t in test], [t[1] for t in test]
+    typer.secho(f"\nBase model vs adapter on {len(test)} held-out sentences (unseen names, cities, phrasings)",
+                bold=True)
+    started = time.monotonic()
+    base_out = extraction_task.complete(s.http_url, base, sentences, "plain", extraction_task.SYSTEM_PROMPT)
+    tuned_out = extraction_task.complete(s.http_url, adapter, sentences, "finetuned")
+    for sentence, b, t in list(zip(sentences, base_out, tuned_out))[:3]:
+        typer.secho(f"\n> {sentence}", bold=True)
+        typer.echo(f"  base:    {' '.join(b.split())[:160]}")
+        typer.echo(f"  adapter: {' '.join(t.split())[:160]}")
+    b_score, t_score = extraction_task.score(base_out, records), extraction_task.score(tuned_out, records)
+    typer.echo(f"\n{'':<10}{'valid JSON':>12}{'schema':>9}{'exact match':>13}")
+    for label, sc in (("base", b_score), ("adapter", t_score)):
+        typer.echo(f"{label:<10}{sc['valid_json']:>12.2f}{sc['schema']:>9.2f}{sc['exact_match']:>13.2f}")
+    typer.echo(f"({2 * len(test)} requests in {time.monotonic() - started:.0f} s)")
 
 
 def _demo_routes(s, adapter: str) -> None:  # noqa: ANN001
+    from cluster import extraction_task
+
     base = _base_model(s.http_url)
+    _, test = extraction_task.split()
+    asks = [(q, "rag", base) for q in DEMO_QUESTIONS]
+    sentence_question = extraction_task.prompt(test[0][0])[0]["content"]
+    asks += [(sentence_question, "finetuned", adapter), (sentence_question, "hybrid", adapter)]
     rows = []
-    for question in DEMO_QUESTIONS:
-        typer.secho(f"\n> {question}", bold=True)
-        for route, model in (("rag", base), ("finetuned", adapter), ("hybrid", adapter)):
-            text, payload = ask_once(s.http_url, question, model, route, False, 96, echo_text=False)
-            typer.secho(f" {route} ({model}):", fg=typer.colors.CYAN)
-            typer.echo("   " + " ".join(text.split()))
-            _print_answer(payload)
-            t = payload["timings"]
-            rows.append((question[:34], route, len(payload["citations"]), t["embed_ms"] + t["search_ms"],
-                         t["rerank_ms"], t["generate_ms"], t["total_ms"]))
+    for question, route, model in asks:
+        typer.secho(f"\n> [{route}] {question}", bold=True)
+        text, payload = ask_once(s.http_url, question, model, route, False, 96, echo_text=False)
+        typer.echo("   " + " ".join(text.split()))
+        _print_answer(payload)
+        t = payload["timings"]
+        rows.append((question.splitlines()[-1][:34], route, len(payload["citations"]), t["embed_ms"] + t["search_ms"],
+                     t["rerank_ms"], t["generate_ms"], t["total_ms"]))
     typer.secho("\nside by side (ms)", bold=True)
     typer.echo(f"{'question':<36}{'route':<11}{'cites':>6}{'retrieve':>10}{'rerank':>8}{'generate':>10}{'total':>9}")
     for q, route, cites, retrieve, rerank, generate, total in rows:
@@ -319,13 +500,12 @@ def _demo_routes(s, adapter: str) -> None:  # noqa: ANN001
 
 @app.command()
 def demo() -> None:
-    """Bring the cluster up, ingest the stack's docs as a Ray Job, search, then ask on all three routes."""
+    """Bring the cluster up, ingest the stack's docs as a Ray Job, search, fine-tune a JSON-extraction adapter
+    through the queue, compare base vs adapter, then ask on all three routes."""
     from cluster import local
-    from cluster.adapters import AdapterStore
     from cluster.corpus import export_corpus
-    from cluster.demo_adapter import ensure
     from cluster.jobs_client import submit_and_follow
-    from cluster.models import ModelNotPrepared, resolve
+    from cluster.models import ModelNotPrepared
 
     s = settings()
     try:
@@ -339,13 +519,14 @@ def demo() -> None:
         fail("the ingestion job failed")
     for query in DEMO_QUERIES:
         search(query, top_n=3, top_k=None)
-    store = AdapterStore(s.adapter_store_uri, s.adapter_cache_dir)
-    ref = ensure(store, resolve(s.llm_spec.model, s.models_dir), s.llm_spec.served_name, echo=typer.echo)
-    typer.secho(f"\nThree routes: rag (base model + sources), finetuned and hybrid (adapter {ref.name!r})",
-                bold=True)
-    _demo_routes(s, ref.name)
+    typer.secho("\nFine-tuning through the queue (POST /v1/files, POST /v1/fine_tuning/jobs)", bold=True)
+    adapter = _demo_adapter(s)
+    _demo_base_vs_adapter(s, adapter)
+    typer.secho(f"\nThree routes: rag (base model + sources), finetuned and hybrid (adapter {adapter!r})", bold=True)
+    _demo_routes(s, adapter)
     typer.secho(f"\nThe cluster keeps running at {s.http_url} (API docs: {s.http_url}/docs).", bold=True)
     typer.echo("Try: ragtune ask \"your question\" [--route rag|finetuned|hybrid --adapter NAME --stream]")
+    typer.echo("     ragtune train DATA.jsonl --suffix NAME --follow; ragtune jobs")
     typer.echo("Stop it with: make down  (or: ragtune down)")
 
 

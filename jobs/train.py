@@ -293,6 +293,14 @@ def train(p: Plan, output_dir: Path, callbacks: Sequence[Any] = ()) -> dict[str,
             "loss_history": losses}
 
 
+def ray_submission_id() -> str | None:
+    """The Ray job this process is the entrypoint of (Ray passes it in the driver's job config)."""
+    try:
+        return json.loads(os.environ["RAY_JOB_CONFIG_JSON_ENV_VAR"])["metadata"]["job_submission_id"]
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
 def metadata(p: Plan, metrics: dict[str, Any]) -> dict[str, Any]:
     """Everything needed to know what an adapter is and to reproduce it."""
     c = p.config
@@ -306,7 +314,7 @@ def metadata(p: Plan, metrics: dict[str, Any]) -> dict[str, Any]:
         "dataset": {"uri": c.dataset, "sha256": p.dataset_sha256, "train_examples": len(p.train),
                     "eval_examples": len(p.eval), "tokens": p.dataset_tokens},
         "hyperparameters": hyper, "metrics": metrics, "system_prompt": c.system_prompt,
-        "job_id": c.job_id, "ray_job_id": os.environ.get("RAY_JOB_SUBMISSION_ID") or os.environ.get("RAY_JOB_ID"),
+        "job_id": c.job_id, "ray_job_id": ray_submission_id(),
         "created": time.time(), "trained_by": "jobs.train",
     }
 

@@ -44,6 +44,28 @@ def test_ask_with_an_unknown_adapter_fails_with_the_servers_message(live) -> Non
     assert result.returncode == 1 and "does not exist" in result.stderr
 
 
+def test_train_refuses_a_bad_dataset_with_line_numbers(live, tmp_path: Path) -> None:  # noqa: ANN001
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "q", "output": "a"}\n{"messages": []}\n')
+    result = run("train", str(bad))
+    assert result.returncode == 2 and "line 2: field 'messages' must be a non-empty list" in result.stderr
+    assert run("train", str(tmp_path / "missing.jsonl")).returncode == 2
+
+
+def test_train_follow_shows_progress_and_ends_with_the_served_adapter(live, tmp_path: Path) -> None:  # noqa: ANN001
+    data = tmp_path / "tiny.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Count to {i}.", "output": " ".join(map(str, range(1, i + 2)))})
+                            + "\n" for i in range(12)))
+    result = run("train", str(data), "--suffix", "cli", "--max-steps", "2", "--batch-size", "4", "--follow")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "uploaded" in result.stdout and "queued fine-tuning job ftjob-" in result.stdout
+    assert "Fine-tuning job started" in result.stdout and "2/2" in result.stderr  # the tqdm bar reached the end
+    name = next(w for w in result.stdout.split() if w.startswith("ft:smollm2-135m-instruct:cli:"))
+    listed = run("jobs")
+    assert listed.returncode == 0 and name in listed.stdout and "succeeded" in listed.stdout
+    assert run("jobs", "--cancel", "ftjob-missing").returncode == 2
+
+
 def test_invalid_settings_are_a_clear_error() -> None:
     result = run("status", env=os.environ | {"RAGTUNE_PROFILE": "tpu"})
     assert result.returncode == 2 and "invalid settings" in result.stderr and "profile" in result.stderr
