@@ -9,7 +9,6 @@ are fixed when the job is created, so the dispatcher can resubmit after a crash 
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -118,11 +117,7 @@ class FileStore:
     def delete(self, uri: str) -> None:
         fs, path = fsspec.core.url_to_fs(uri)
         if fs.exists(path):
-            fs.rm(path) if not isinstance(fs, LocalFileSystem) else Path(path).unlink(missing_ok=True)
-
-    def remove_all(self) -> None:
-        if isinstance(self.fs, LocalFileSystem):
-            shutil.rmtree(self.root, ignore_errors=True)
+            fs.rm(path)
 
 
 # ------------------------------------------------------------------------------------------------ files

@@ -247,7 +247,7 @@ class Dispatcher:
 
     async def _failed(self, job: ft.FineTuningJob, info: Any) -> None:
         assert self.pool is not None
-        refused = job.log_offset and await self.pool.fetchval(
+        refused = await self.pool.fetchval(
             "SELECT message FROM fine_tuning_events WHERE job_id = $1 AND dedupe_key = 'refused'", job.id)
         code = "invalid_training_file" if refused or info.driver_exit_code == 2 else "training_failed"
         message = refused or info.message or "the training job failed"

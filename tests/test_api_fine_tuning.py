@@ -99,6 +99,18 @@ def test_job_validation_errors(client: OpenAI, base: str, training_file: str) ->
         client.fine_tuning.jobs.retrieve("ftjob-nope")
 
 
+def test_a_job_whose_data_the_training_job_refuses_fails_with_line_numbers(client: OpenAI, base: str,
+                                                                          training_file: str) -> None:
+    """The upload passed the server's limit, but this job asks for a shorter max_length: the job itself refuses
+    the dataset before loading the model, and the job fails with the lines named."""
+    job = client.fine_tuning.jobs.create(model=base, training_file=training_file, suffix="short",
+                                         hyperparameters={"max_length": 16})
+    done = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).finished_at and j, 300, "the refusal")
+    assert done.status == "failed" and done.error.code == "invalid_training_file"
+    assert "line 1: " in done.error.message and "exceeds max_length 16" in done.error.message
+    assert done.fine_tuned_model is None
+
+
 def test_a_job_trains_through_the_queue_and_its_adapter_is_hot_loaded(client: OpenAI, base: str,
                                                                      training_file: str, live: Settings,
                                                                      store: AdapterStore) -> None:
