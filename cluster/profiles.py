@@ -149,6 +149,8 @@ class TrainingSpec(_Frozen):
     num_gpus: float = Field(0.0, ge=0)
     num_cpus: float = Field(1.0, gt=0)
     torch_threads: PositiveInt | None = None
+    resources: dict[str, float] = Field(default_factory=dict, description=(
+        "Custom Ray resources a job asks for (`--entrypoint-resources`), e.g. to land on training nodes."))
     max_concurrent_jobs: PositiveInt = 1
     gpu_budget: float = Field(0.0, ge=0, description="GPUs all running jobs may hold together.")
 
@@ -241,7 +243,7 @@ PROFILES: dict[ProfileName, Profile] = {
         ),
         training=TrainingSpec(method="qlora", compute_dtype="bfloat16", optim="paged_adamw_8bit",
                               gradient_checkpointing=True, batch_size=8, num_gpus=1, num_cpus=4,
-                              max_concurrent_jobs=4, gpu_budget=4),
+                              resources={"training": 1}, max_concurrent_jobs=4, gpu_budget=4),
         chunking=ChunkingSpec(chunk_tokens=300, overlap_tokens=50),
         retrieval=RetrievalSpec(top_k=30, top_n=4, rerank=True, relevance="rerank", min_relevance=0.05,
                                 max_context_tokens=4096),

@@ -128,7 +128,7 @@ def base_revision(path: str) -> str | None:
     return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
 
 
-def plan(config: TrainConfig, tokenizer: Any | None = None) -> Plan:
+def plan(config: TrainConfig) -> Plan:
     """Validate the dataset and resolve everything from settings; raises DatasetError/ValueError when refused."""
     import fsspec
     import torch
@@ -144,7 +144,7 @@ def plan(config: TrainConfig, tokenizer: Any | None = None) -> Plan:
     examples = training_data.parse(data, config.system_prompt, name=config.dataset)
     base_model = config.base_model or settings.llm_spec.model
     base_path = resolve(base_model, settings.models_dir)
-    tokenizer = tokenizer or AutoTokenizer.from_pretrained(base_path)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
     lengths = training_data.check_lengths(examples, tokenizer, config.max_length, name=config.dataset)
     rng = random.Random(config.seed)
     order = list(range(len(examples)))
@@ -185,7 +185,7 @@ class ProgressLog:
     """A TrainerCallback printing one line per logging step (step, loss, eval loss, tokens/s, ETA): people read
     it in `ray job logs`, and the fine-tuning dispatcher turns it into job events (`key=value` pairs)."""
 
-    def __init__(self, total_tokens_hint: int = 0) -> None:
+    def __init__(self) -> None:
         self.started = time.monotonic()
         self.history: list[dict[str, float]] = []
         self.eval_loss: float | None = None
@@ -197,6 +197,9 @@ class ProgressLog:
         outer = self
 
         class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+                outer.started = time.monotonic()  # rates count training only, not model load or tokenizing
+
             def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
                 outer.on_log(state, logs or {})
 

@@ -195,6 +195,7 @@ class Dispatcher:
                             runtime_env={"env_vars": self.settings.environment() | {"HF_HUB_OFFLINE": "1"}},
                             entrypoint_num_cpus=self.spec.num_cpus,
                             entrypoint_num_gpus=job.num_gpus or None,
+                            entrypoint_resources=self.spec.resources or None,
                             metadata={"ragtune_job": job.id, "adapter": job.adapter_name})
         except RuntimeError as exc:
             if "already exists" not in str(exc):
