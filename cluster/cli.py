@@ -310,7 +310,7 @@ def follow_job(url: str, job_id: str, poll_s: float = 1.0) -> dict:
     """Print a job's events as they happen, with a progress bar over its steps; returns the finished job."""
     from tqdm import tqdm
 
-    seen, bar = 0, None
+    seen, bar, latest = 0, None, {}
     while True:
         job = _api("GET", f"{url}/v1/fine_tuning/jobs/{job_id}")
         page = _api("GET", f"{url}/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 1000})["data"]
@@ -324,10 +324,12 @@ def follow_job(url: str, job_id: str, poll_s: float = 1.0) -> dict:
                 if bar is None:
                     bar = tqdm(total=data["total_steps"], unit="step", dynamic_ncols=True)
                 bar.update(data["step"] - bar.n)
-                bar.set_postfix({k: round(data[k], 4) for k in ("train_loss", "valid_loss", "tokens_per_s")
-                                 if k in data}, refresh=True)
+                latest.update({k: round(data[k], 4) for k in ("train_loss", "valid_loss", "tokens_per_s")
+                               if k in data})
+                bar.set_postfix(latest, refresh=True)
             else:
-                (bar.write if bar else typer.echo)(f"[{job['status']}] {event['message']}")
+                stamp = time.strftime("%H:%M:%S", time.localtime(event["created_at"]))
+                (bar.write if bar else typer.echo)(f"{stamp} {event['message']}")
         if job["status"] in ("succeeded", "failed", "cancelled"):
             if bar is not None:
                 bar.close()
@@ -441,9 +443,9 @@ def _demo_adapter(s) -> str:  # noqa: ANN001
             "system_prompt": extraction_task.SYSTEM_PROMPT,
             "hyperparameters": {"n_epochs": 1, "batch_size": 8, "learning_rate_multiplier": 5}}
     job = _api("POST", f"{s.http_url}/v1/fine_tuning/jobs", json=body)
-    typer.echo(f"queued {job['id']}: LoRA on {len(train_set)} sentence -> JSON examples (one epoch, about 4 minutes on 2 "
-               "cores); progress below comes from the job's events")
-    job = follow_job(s.http_url, job["id"], poll_s=0.25)
+    typer.echo(f"queued {job['id']}: LoRA on {len(train_set)} sentence -> JSON examples (one epoch, about 5 "
+               "minutes on 2 cores); progress below comes from the job's events")
+    job = follow_job(s.http_url, job["id"])
     succeeded_at = time.monotonic()
     _finish(s.http_url, job)
     name = job["fine_tuned_model"]

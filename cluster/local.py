@@ -104,6 +104,7 @@ def start_ray_head(settings: Settings, echo: Callable[[str], None]) -> str:
     temp_dir.mkdir(parents=True, exist_ok=True)
     cmd = [_ray_cli(), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(settings.ray_port),
            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(settings.dashboard_port),
+           "--dashboard-agent-listen-port", str(settings.dashboard_agent_port),
            "--num-cpus", str(settings.ray_num_cpus), "--temp-dir", str(temp_dir), "--disable-usage-stats"]
     echo(f"starting Ray head at {address} (dashboard {settings.dashboard_url}) ...")
     result = subprocess.run(cmd, capture_output=True, text=True, env=process_environment(settings), timeout=180)
@@ -114,6 +115,13 @@ def start_ray_head(settings: Settings, echo: Callable[[str], None]) -> str:
 
 def stop_ray_head(settings: Settings, temp_dir: Path, timeout_s: float = 30) -> int:
     procs = _head_processes(temp_dir)
+    # Ray's agents rename themselves (`ray::DashboardAgent`), so their command lines no longer name the temp dir:
+    # take every descendant too, or they outlive the head holding their ports for the next cluster.
+    for proc in list(procs):
+        try:
+            procs.extend(child for child in proc.children(recursive=True) if child not in procs)
+        except psutil.NoSuchProcess:
+            pass
     for proc in procs:
         try:
             proc.send_signal(signal.SIGTERM)

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(None, description="An existing Ray cluster to join instead of starting one.")
     ray_port: int = Field(6379, ge=1, le=65535)
     dashboard_port: int = Field(8265, ge=1, le=65535)
+    dashboard_agent_port: int = Field(52365, ge=1, le=65535, description=(
+        "The local head's dashboard agent (it takes job submissions); distinct per cluster on one machine."))
     ray_num_cpus: PositiveInt = Field(8, description="Logical CPUs the local head advertises; replicas use fractions.")
     app_name: str = "ragtune"
     adapter_store: str | None = Field(

@@ -75,7 +75,8 @@ def _from_instruction(obj: dict[str, Any], line: int, system_prompt: str | None)
     user = fields["instruction"] + (f"\n\n{fields['input']}" if fields["input"] else "")  # type: ignore[operator]
     prompt = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
         [{"role": "user", "content": user}]
-    return Example(line, tuple(prompt), ({"role": "assistant", "content": fields["output"]},))  # type: ignore[dict-item]
+    completion = {"role": "assistant", "content": str(fields["output"])}
+    return Example(line, tuple(prompt), (completion,))
 
 
 def _from_messages(messages: Any, line: int, system_prompt: str | None) -> Example | Problem:

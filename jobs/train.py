@@ -213,7 +213,8 @@ class ProgressLog:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         step, total = state.global_step, max(state.max_steps, 1)
         tokens = getattr(state, "num_input_tokens_seen", 0) or 0
-        entry = {"event": "eval" if "loss" not in logs else "train", "step": step, "total": total, "loss": logs.get("loss"), "eval_loss": self.eval_loss,
+        entry = {"event": "eval" if "loss" not in logs else "train", "step": step, "total": total,
+                 "loss": logs.get("loss"), "eval_loss": self.eval_loss,
                  "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"), "tokens": tokens,
                  "tokens_per_s": tokens / elapsed, "elapsed_s": elapsed,
                  "eta_s": elapsed / max(step, 1) * (total - step)}
@@ -328,7 +329,8 @@ def run(p: Plan, callbacks: Sequence[Any] = ()) -> AdapterRef:
 
     settings = Settings()
     config = p.config
-    print(f"plan: method={p.method} ({'4-bit nf4 base, double quant, ' if p.method == 'qlora' else 'full-precision base, '}"
+    base = "4-bit nf4 base, double quant, " if p.method == "qlora" else "full-precision base, "
+    print(f"plan: method={p.method} ({base}"
           f"{p.compute_dtype} compute, optim {p.optim}) on {'GPU' if p.on_gpu else 'CPU'}; base {p.base_model}; "
           f"adapter {p.adapter_name}", flush=True)
     print(f"dataset: {config.dataset} sha256 {p.dataset_sha256[:16]}: {len(p.train)} train / {len(p.eval)} eval "

@@ -154,7 +154,7 @@ class ModelDeleted(BaseModel):
     deleted: bool = True
 
 
-def _ts(value: Any) -> int | None:
+def _ts(value: Any) -> Any:
     return int(value.timestamp()) if value is not None else None
 
 
@@ -163,7 +163,7 @@ def job_out(job: ft.FineTuningJob) -> FineTuningJobOut:
     public = {"n_epochs": h["n_epochs"], "batch_size": h["batch_size"],
               "learning_rate_multiplier": h["learning_rate_multiplier"]}
     return FineTuningJobOut(
-        id=job.id, created_at=_ts(job.created_at), finished_at=_ts(job.finished_at), model=job.model,  # type: ignore[arg-type]
+        id=job.id, created_at=_ts(job.created_at), finished_at=_ts(job.finished_at), model=job.model,
         fine_tuned_model=job.fine_tuned_model, status=job.status, training_file=job.training_file,
         validation_file=job.validation_file, hyperparameters=h,
         method={"type": "supervised", "supervised": {"hyperparameters": public}},
@@ -173,5 +173,5 @@ def job_out(job: ft.FineTuningJob) -> FineTuningJobOut:
 
 
 def event_out(e: ft.JobEvent) -> JobEventOut:
-    return JobEventOut(id=f"ftevent-{e.id}", created_at=_ts(e.created_at), level=e.level, message=e.message,  # type: ignore[arg-type]
+    return JobEventOut(id=f"ftevent-{e.id}", created_at=_ts(e.created_at), level=e.level, message=e.message,
                        data=e.data, type=e.type)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ TEST_ENV = {
     "RAGTUNE_PORT": "8100",
     "RAGTUNE_RAY_PORT": "6390",
     "RAGTUNE_DASHBOARD_PORT": "8275",
+    "RAGTUNE_DASHBOARD_AGENT_PORT": "52375",
     "RAGTUNE_APP_NAME": "ragtune-test",
     "RAGTUNE_LLM_VARIANT": "test",  # float32 SmolLM2: exact outputs do not depend on batching
     "HF_HUB_OFFLINE": "1",

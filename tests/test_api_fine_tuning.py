@@ -155,8 +155,13 @@ def test_a_job_trains_through_the_queue_and_its_adapter_is_hot_loaded(client: Op
     meta = store.get(name).metadata
     assert meta["job_id"] == job.id and meta["method"] == "lora" and meta["metrics"]["steps"] == 10
 
-    # Retiring it: 404 for new requests, and it is gone from the list.
+    # Retiring it: a request already streaming finishes; new ones get 404, and it is gone from the list.
+    in_flight = client.chat.completions.create(model=name, messages=question, temperature=0, max_tokens=48,
+                                               stream=True, extra_body={"ignore_eos": True})
+    first_chunk = next(c for c in in_flight if c.choices and c.choices[0].delta.content)
     client.models.delete(name)
+    rest = [c for c in in_flight]
+    assert first_chunk and rest[-1].usage.completion_tokens == 48  # it ran to its end after the delete
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model=name, messages=question, max_tokens=4)
     assert name not in [m.id for m in client.models.list().data]
