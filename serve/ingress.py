@@ -23,6 +23,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from cluster import db, knowledge
+from cluster import fine_tuning as ft
 from cluster.adapters import AdapterStore
 from cluster.documents import Chunker, DocumentError, decode_text
 from cluster.knowledge import SearchFilters, StoredDocument
@@ -424,8 +425,6 @@ class Ingress:
     @app.get("/v1/files", response_model=FileList, tags=["fine-tuning"])
     async def list_files(self, purpose: Annotated[str | None, Query()] = None,
                          limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> FileList:
-        from cluster import fine_tuning as ft
-
         return FileList(data=[file_out(f) for f in await ft.list_files(await self.pool(), purpose, limit)])
 
     @app.get("/v1/files/{file_id}", response_model=FileObject, tags=["fine-tuning"])
@@ -448,8 +447,6 @@ class Ingress:
     @app.get("/v1/fine_tuning/jobs", response_model=FineTuningJobList, tags=["fine-tuning"])
     async def list_fine_tuning_jobs(self, after: Annotated[str | None, Query()] = None,
                                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> FineTuningJobList:
-        from cluster import fine_tuning as ft
-
         jobs, more = await ft.list_jobs(await self.pool(), after, limit)
         return FineTuningJobList(data=[job_out(j) for j in jobs], has_more=more)
 

@@ -86,6 +86,22 @@ def test_bad_training_files_are_refused_with_line_numbers(client: OpenAI) -> Non
     assert len(client.files.list().data) == before  # nothing partial was stored
 
 
+def test_files_can_be_listed_fetched_and_deleted_unless_a_job_uses_them(client: OpenAI, base: str,
+                                                                        training_file: str) -> None:
+    spare = client.files.create(file=("spare.jsonl", code_word_jsonl(1)), purpose="fine-tune")
+    assert spare.bytes == len(code_word_jsonl(1)) and spare.purpose == "fine-tune"
+    assert client.files.retrieve(spare.id).filename == "spare.jsonl"
+    assert spare.id in [f.id for f in client.files.list().data]
+    assert client.files.delete(spare.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(spare.id)
+    job = client.fine_tuning.jobs.create(model=base, training_file=training_file, hyperparameters={"max_steps": 1})
+    client.fine_tuning.jobs.cancel(job.id)  # queued or just started: either way it refers to the file
+    with pytest.raises(openai.ConflictError, match="used by"):
+        client.files.delete(training_file)
+    wait_for(lambda: client.fine_tuning.jobs.retrieve(job.id).finished_at, 120, "the cancelled job to end")
+
+
 def test_job_validation_errors(client: OpenAI, base: str, training_file: str) -> None:
     with pytest.raises(openai.NotFoundError):
         client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=training_file)
