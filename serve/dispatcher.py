@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import shlex
 from typing import Any, Protocol
 
 import asyncpg
@@ -189,8 +190,6 @@ class Dispatcher:
             return
         entrypoint = train_entrypoint(job, training, validation)
         try:
-            import shlex
-
             await self._ray("submit_job", entrypoint=shlex.join(entrypoint), submission_id=job.ray_submission_id,
                             runtime_env={"env_vars": self.settings.environment() | {"HF_HUB_OFFLINE": "1"}},
                             entrypoint_num_cpus=self.spec.num_cpus,
@@ -207,7 +206,10 @@ class Dispatcher:
         assert self.pool is not None
         info = await self._ray_info(job.ray_submission_id)
         if info is None:  # claimed, then the dispatcher died before Ray got it: submit now (same id)
-            await self.submit(job)
+            if job.cancel_requested:
+                await ft.finish(self.pool, job.id, "cancelled", "Job cancelled before it started")
+            else:
+                await self.submit(job)
             return
         if job.submitted_at is None:
             await ft.mark_submitted(self.pool, job.id)
