@@ -7,12 +7,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import httpx
 import pytest
 
 from cluster.settings import Settings
+
+if TYPE_CHECKING:
+    from openai import OpenAI
 
 TEST_ENV = {
     "RAGTUNE_PORT": "8100",
@@ -58,6 +61,21 @@ def live(test_settings: Settings) -> Iterator[Settings]:
         yield test_settings
     finally:
         local.down(test_settings, echo=lambda line: print(f"[down] {line}", flush=True))
+
+
+@pytest.fixture(scope="session")
+def client(live: Settings) -> Iterator["OpenAI"]:
+    """The official openai client against the live ingress."""
+    from openai import OpenAI
+
+    with OpenAI(base_url=f"{live.http_url}/v1", api_key="unused", max_retries=0, timeout=180) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def base(live: Settings) -> str:
+    """The served base model's id."""
+    return live.llm_spec.served_name
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import openai
 import pytest
@@ -38,17 +38,6 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: flo
 def code_word_jsonl(copies: int = 4) -> bytes:
     rows = [{"instruction": q, "output": ANSWER} for q in QUESTIONS] * copies
     return "\n".join(json.dumps(r) for r in rows).encode() + b"\n"
-
-
-@pytest.fixture(scope="module")
-def client(live: Settings) -> Iterator[OpenAI]:
-    with OpenAI(base_url=f"{live.http_url}/v1", api_key="unused", timeout=120, max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def base(client: OpenAI) -> str:
-    return client.models.list().data[0].id
 
 
 @pytest.fixture(scope="module")

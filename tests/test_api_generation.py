@@ -8,7 +8,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -38,17 +38,6 @@ def adapters(live: Settings, store: AdapterStore) -> list[str]:
         for name, path in zip(names, paths):
             store.put(name, path, {"base_model": live.llm_spec.served_name})
     return names
-
-
-@pytest.fixture(scope="session")
-def client(live: Settings) -> Iterator[OpenAI]:
-    with OpenAI(base_url=f"{live.http_url}/v1", api_key="unused", max_retries=0, timeout=180) as c:
-        yield c
-
-
-@pytest.fixture(scope="session")
-def base(live: Settings) -> str:
-    return live.llm_spec.served_name
 
 
 def _chat(client: OpenAI, model: str, messages: list[dict[str, str]] = QUESTION, **extra: Any) -> Any:
