@@ -10,7 +10,7 @@ STAMP := $(VENV)/.ragtune-setup
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup models demo test test-unit bench up down status clean
+.PHONY: setup models demo test test-unit bench bench-fine-tuning load up down status clean
 
 setup: $(STAMP)
 
@@ -52,10 +52,17 @@ test: models
 test-unit: setup
 	$(BIN)/pytest -m "not integration" -q
 
+# Every comparison in one run (about 15 minutes on 2 cores); rewrites docs/benchmarks.md.
 bench: models
-	$(BIN)/python -m bench.knowledge
-	$(BIN)/python -m bench.generation
+	$(BIN)/python -m bench.suite
+
+# Fine-tuning quality and speed through the queue (about 12 minutes); results in bench/results/fine_tuning.json.
+bench-fine-tuning: models
 	$(BIN)/python -m bench.fine_tuning
+
+# Mixed load with locust while the deployments scale; writes docs/load-test.md and docs/load-test.png.
+load: models
+	$(BIN)/python -m bench.load
 
 clean:
 	rm -rf $(VENV) .ragtune build *.egg-info

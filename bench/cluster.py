@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 
 BENCH_ENV = {"RAGTUNE_PORT": "8200", "RAGTUNE_RAY_PORT": "6400", "RAGTUNE_DASHBOARD_PORT": "8285",
-             "RAGTUNE_DASHBOARD_AGENT_PORT": "52385",
+             "RAGTUNE_DASHBOARD_AGENT_PORT": "52385", "RAGTUNE_METRICS_PORT": "8290",
              "RAGTUNE_APP_NAME": "ragtune-bench", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 

@@ -113,11 +113,14 @@ async def bench_raw(settings, adapters: dict[str, Path], jobs: list[tuple[str, s
 
 # ---------------------------------------------------------------------------------------------- ingress
 
-async def bench_ingress(url: str, jobs: list[tuple[str, str]], clients: int, max_tokens: int) -> dict[str, float]:
+async def bench_ingress(url: str, jobs: list[tuple[str, str]], clients: int, max_tokens: int,
+                        base: str | None = None) -> dict[str, float]:
+    """Streams each (model, prompt) job: the fine-tuned route for adapters, the plain route for `base`."""
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         async def one(job: tuple[str, str]) -> Result:
             adapter, prompt = job
-            body = {"model": adapter, "route": "finetuned", "messages": [{"role": "user", "content": prompt}],
+            route = "plain" if adapter == base else "finetuned"
+            body = {"model": adapter, "route": route, "messages": [{"role": "user", "content": prompt}],
                     "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True}
             started, ttft, tokens = time.perf_counter(), None, 0
             async with client.stream("POST", "/v1/chat/completions", json=body) as response:
@@ -167,6 +170,22 @@ def bench_rag(client: httpx.Client, base: str, questions: list[str], max_tokens:
             stages[key].append(payload["timings"][key] or 0.0)
     return {"questions": len(questions), "rerank": rerank, "answers_with_citations": cited, "max_tokens": max_tokens,
             "stages": {k: {"p50_ms": round(pct(v, 50), 1), "p95_ms": round(pct(v, 95), 1)} for k, v in stages.items()}}
+
+
+def bench_adapter_mix(url: str, base: str, adapters: list[str], counts: tuple[int, ...], requests: int,
+                      clients: int, max_tokens: int) -> dict[str, Any]:
+    """Throughput with the base model alone, then with 1, 2, 4... adapters in the mix (requests spread round-robin
+    over them), same prompts, clients and lengths; each ratio is against the base-alone run of this same call."""
+    runs: dict[str, Any] = {}
+    for n in (0, *counts):
+        models = [base] if n == 0 else adapters[:n]
+        jobs = [(models[i % len(models)], PROMPTS[i % len(PROMPTS)]) for i in range(requests)]
+        label = "base" if n == 0 else f"{n}_adapters"
+        print(f"adapter mix: {label} ({requests} requests, {clients} clients) ...", flush=True)
+        runs[label] = asyncio.run(bench_ingress(url, jobs, clients, max_tokens, base=base))
+        runs[label]["vs_base"] = round(runs[label]["tokens_per_s"] / runs["base"]["tokens_per_s"], 3)
+        print(json.dumps(runs[label]), flush=True)
+    return runs
 
 
 def main() -> None:

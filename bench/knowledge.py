@@ -145,6 +145,51 @@ async def bench_search(client: httpx.Client, settings, n_queries: int) -> dict: 
     return results
 
 
+async def hnsw_recall(settings, queries: list[str], k: int = 10) -> dict:  # noqa: ANN001
+    """recall@k of the HNSW index (the pool's ef_search, as the API uses it) against exact cosine search (a
+    sequential scan: index scans disabled in that transaction), over the same query vectors."""
+    from sentence_transformers import SentenceTransformer
+
+    from cluster import db
+    from cluster.models import resolve
+
+    spec = settings.profile_spec.embedder
+    model = SentenceTransformer(resolve(spec.model, settings.models_dir), device="cpu")
+    vectors = model.encode(queries, normalize_embeddings=True)
+    del model
+    sql = "SELECT id FROM chunks ORDER BY embedding <=> $1 LIMIT $2"
+    pool = await db.connect(db.database_url(settings.database_url, settings.pgdata), spec.dim, spec.model)
+    recalls, hnsw_ms, exact_ms = [], [], []
+    async with pool.acquire() as conn:
+        for v in vectors:
+            t = time.perf_counter()
+            approx = {r["id"] for r in await conn.fetch(sql, v, k)}
+            hnsw_ms.append((time.perf_counter() - t) * 1000)
+            async with conn.transaction():
+                await conn.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")
+                t = time.perf_counter()
+                exact = {r["id"] for r in await conn.fetch(sql, v, k)}
+                exact_ms.append((time.perf_counter() - t) * 1000)
+            recalls.append(len(approx & exact) / k)
+    await pool.close()
+    return {"k": k, "queries": len(queries), "recall_mean": round(statistics.fmean(recalls), 4),
+            "recall_min": round(min(recalls), 2), "hnsw_p50_ms": round(pct(hnsw_ms, 50), 2),
+            "exact_p50_ms": round(pct(exact_ms, 50), 2)}
+
+
+async def recall_queries(settings, n: int) -> list[str]:  # noqa: ANN001
+    """The natural-language queries, then the first words of stored chunks (sampled with a fixed seed)."""
+    from cluster import db
+
+    spec = settings.profile_spec.embedder
+    pool = await db.connect(db.database_url(settings.database_url, settings.pgdata), spec.dim, spec.model)
+    texts = [r["text"] for r in await pool.fetch(
+        "SELECT text FROM chunks WHERE document_id IN (SELECT id FROM documents WHERE NOT metadata ? 'synthetic') "
+        "ORDER BY md5(id::text) LIMIT $1", n)]
+    await pool.close()
+    return (QUERIES + [" ".join(t.split()[:12]) for t in texts])[:n]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=20_000)

@@ -5,7 +5,7 @@
 
 Training and held-out sets are generated from disjoint first names and cities and partly disjoint phrasings, so
 the held-out score measures the format and the extraction, not memorized values. `score` gives the valid-JSON
-and exact-match rates that docs/benchmarks.md records for base vs tuned.
+and exact-match rates that docs/benchmarks-history.md records for base vs tuned.
 """
 
 from __future__ import annotations

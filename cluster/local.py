@@ -60,7 +60,10 @@ def process_environment(settings: Settings) -> dict[str, str]:
     # `python` in job entrypoints (ours and `ray job submit` by hand) must be this environment's interpreter.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-                "RAY_USAGE_STATS_ENABLED": "0"})
+                "RAY_USAGE_STATS_ENABLED": "0",
+                "RAY_metrics_report_interval_ms": str(settings.metrics_report_interval_ms),
+                # Counters as Prometheus counters only (Ray also exports each as a same-named gauge by default).
+                "RAY_EXPORT_COUNTER_AS_GAUGE": "0"})
     return env
 
 
@@ -105,6 +108,7 @@ def start_ray_head(settings: Settings, echo: Callable[[str], None]) -> str:
     cmd = [_ray_cli(), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(settings.ray_port),
            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(settings.dashboard_port),
            "--dashboard-agent-listen-port", str(settings.dashboard_agent_port),
+           "--metrics-export-port", str(settings.metrics_port),
            "--num-cpus", str(settings.ray_num_cpus), "--temp-dir", str(temp_dir), "--disable-usage-stats"]
     echo(f"starting Ray head at {address} (dashboard {settings.dashboard_url}) ...")
     result = subprocess.run(cmd, capture_output=True, text=True, env=process_environment(settings), timeout=180)

@@ -19,8 +19,15 @@ class _Frozen(BaseModel):
 
 
 class Autoscaling(_Frozen):
-    """Ray Serve autoscaling policy of one deployment (fields as in `serve.config.AutoscalingConfig`)."""
+    """Ray Serve autoscaling policy of one deployment (fields as in `serve.config.AutoscalingConfig`).
 
+    `policy`: `ongoing_requests` is Serve's stock policy (requests per replica vs `target_ongoing_requests`);
+    `engine_queue` (the LLM) scales on what the vLLM engines report: running + waiting sequences per replica vs
+    the target, and a replica more whenever more than `max_waiting_per_replica` wait (serve/autoscaling.py).
+    """
+
+    policy: Literal["ongoing_requests", "engine_queue"] = "ongoing_requests"
+    max_waiting_per_replica: float = Field(1.0, ge=0)
     min_replicas: int = Field(1, ge=0)
     initial_replicas: int | None = None
     max_replicas: PositiveInt = 2
@@ -108,7 +115,7 @@ class RetrievalSpec(_Frozen):
     """How the RAG and hybrid routes pick their context.
 
     `relevance` names the score the threshold applies to: the reranker's, or the vector cosine similarity
-    (cpu-dev, whose CPU-trained reranker ranks worse than the embedder alone; see docs/benchmarks.md).
+    (cpu-dev, whose CPU-trained reranker ranks worse than the embedder alone; see docs/benchmarks-history.md).
     """
 
     top_k: PositiveInt = 20
@@ -186,12 +193,13 @@ class Profile(_Frozen):
 _CPU_SCALING = Autoscaling(min_replicas=1, max_replicas=2, target_ongoing_requests=2, upscale_delay_s=2,
                            downscale_delay_s=20, look_back_period_s=4)
 
-# On 2 cores every hop of every streamed token through Serve takes CPU from the engine (docs/benchmarks.md).
+# On 2 cores every hop of every streamed token through Serve takes CPU from the engine (docs/benchmarks-history.md).
 _CPU_LLM_STREAM_INTERVAL = 4
 # One engine replica on 2 cores: its engine-core and worker processes take what they need regardless of num_cpus.
 _CPU_LLM = Placement(num_cpus=0.2, max_ongoing_requests=32,
-                     autoscaling=Autoscaling(min_replicas=1, max_replicas=1, target_ongoing_requests=16,
-                                             upscale_delay_s=2, downscale_delay_s=30, look_back_period_s=4))
+                     autoscaling=Autoscaling(policy="engine_queue", min_replicas=1, max_replicas=1,
+                                             target_ongoing_requests=16, upscale_delay_s=2, downscale_delay_s=30,
+                                             look_back_period_s=4))
 
 PROFILES: dict[ProfileName, Profile] = {
     "cpu-dev": Profile(
@@ -226,8 +234,9 @@ PROFILES: dict[ProfileName, Profile] = {
                     max_num_seqs=128, max_loras=8, max_lora_rank=64, max_cpu_loras=32, gpu_memory_utilization=0.85,
                     default_max_tokens=512,
                     placement=Placement(num_cpus=2, num_gpus=1, max_ongoing_requests=128,
-                                        autoscaling=Autoscaling(min_replicas=1, max_replicas=4,
-                                                                target_ongoing_requests=48, upscale_delay_s=10,
+                                        autoscaling=Autoscaling(policy="engine_queue", min_replicas=1,
+                                                                max_replicas=4, target_ongoing_requests=96,
+                                                                max_waiting_per_replica=4, upscale_delay_s=10,
                                                                 downscale_delay_s=300, look_back_period_s=20))),
         embedder=EmbedderSpec(
             model="BAAI/bge-base-en-v1.5", dim=768, max_seq_length=512, dtype="float16", max_batch_size=128,

@@ -4,7 +4,7 @@ Training pairs are mined from real text (installed packages' documentation, spli
 a query is a section's heading (when it says something) or its first sentence, the positive is the section
 (without that sentence), and hard negatives are the embedder's nearest other sections. A held-out set of
 sections measures MRR@10 of embedder-only ranking against embedder-then-reranker ranking on the same
-candidates, and both numbers go into the model's manifest (and docs/benchmarks.md).
+candidates, and both numbers go into the model's manifest (and docs/benchmarks-history.md).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _dedupe(examples: list[Example], passage_emb, threshold: float = 0.95) -> li
 def train_cross_encoder(base_model: Path, output_dir: Path, train_queries: int = 250, eval_queries: int = 100,
                         negatives: int = 3, epochs: int = 1, loss: str = "bce", max_length: int = 128,
                         passage_chars: int = 500, learning_rate: float = 2e-4, batch_size: int = 32) -> dict:
-    """Defaults are sized for a few CPU minutes (about 9 pairs/s here); see docs/benchmarks.md for what that buys."""
+    """Defaults are sized for a few CPU minutes (about 9 pairs/s here); see docs/benchmarks-history.md for what that buys."""
     import numpy as np
     import torch
     from datasets import Dataset

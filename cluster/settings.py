@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(8265, ge=1, le=65535)
     dashboard_agent_port: int = Field(52365, ge=1, le=65535, description=(
         "The local head's dashboard agent (it takes job submissions); distinct per cluster on one machine."))
+    metrics_port: int = Field(8180, ge=1, le=65535, description=(
+        "The local head's Ray metrics agent (Prometheus: Ray's, vLLM's and ragtune's metrics; GET /metrics merges "
+        "every node's)."))
+    metrics_report_interval_ms: PositiveInt = Field(2000, ge=1000, description=(
+        "How often processes push metrics to their node's agent (Ray's default is 10 s)."))
     ray_num_cpus: PositiveInt = Field(8, description="Logical CPUs the local head advertises; replicas use fractions.")
     app_name: str = "ragtune"
     adapter_store: str | None = Field(

@@ -10,7 +10,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from cluster.profiles import Placement
+from cluster.profiles import Autoscaling, Placement
 from cluster.settings import Settings
 from serve.dispatcher import FineTuneDispatcher
 from serve.embedder import Embedder
@@ -19,14 +19,27 @@ from serve.llm import llm_server
 from serve.reranker import Reranker
 
 
+# JSON lines with Serve's request id, deployment and replica on every record (and ragtune's request fields).
+LOGGING = {"encoding": "JSON", "log_level": "INFO"}
+
+
+def autoscaling_config(autoscaling: Autoscaling) -> dict[str, Any]:
+    config = autoscaling.model_dump(exclude_none=True, exclude={"policy", "max_waiting_per_replica"})
+    if autoscaling.policy == "engine_queue":
+        config["policy"] = {"policy_function": "serve.autoscaling:EngineQueuePolicy",
+                            "policy_kwargs": {"max_waiting_per_replica": autoscaling.max_waiting_per_replica}}
+    return config
+
+
 def deployment_options(name: str, placement: Placement) -> dict[str, Any]:
     return {
         "name": name,
         "ray_actor_options": {"num_cpus": placement.num_cpus, "num_gpus": placement.num_gpus},
         "max_ongoing_requests": placement.max_ongoing_requests,
-        "autoscaling_config": placement.autoscaling.model_dump(exclude_none=True),
+        "autoscaling_config": autoscaling_config(placement.autoscaling),
         "health_check_period_s": 10,
         "graceful_shutdown_timeout_s": 20,
+        "logging_config": LOGGING,
     }
 
 
@@ -43,7 +56,7 @@ def build(args: dict[str, Any] | None = None) -> Application:
     # Exactly one dispatcher, on the head node (where the Ray Jobs API is); Serve restarts it if it dies.
     dispatcher = serve.deployment(FineTuneDispatcher).options(
         name="FineTuneDispatcher", num_replicas=1, max_ongoing_requests=64, health_check_period_s=10,
-        graceful_shutdown_timeout_s=10,
+        graceful_shutdown_timeout_s=10, logging_config=LOGGING,
         ray_actor_options={"num_cpus": 0.05, "resources": {"node:__internal_head__": 0.001}})
     ingress = serve.deployment(Ingress).options(**deployment_options("Ingress", profile.ingress))
     return ingress.bind(settings, embedder.bind(settings), reranker.bind(settings), llm.bind(settings),

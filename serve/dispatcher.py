@@ -16,7 +16,7 @@ import asyncio
 import logging
 import re
 import shlex
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import asyncpg
 
@@ -25,7 +25,7 @@ from cluster import fine_tuning as ft
 from cluster.adapters import AdapterStore
 from cluster.settings import Settings
 
-log = logging.getLogger("ragtune.dispatcher")
+log = logging.getLogger("ray.serve.ragtune.dispatcher")
 
 LEADER_LOCK = 0x72616775  # one advisory lock id for the dispatcher leader
 PROGRESS = re.compile(r"^progress (.*)$")
@@ -88,8 +88,10 @@ def progress_events(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
 class Dispatcher:
     """Owned by a Serve deployment (serve/app.py) or by tests; `start()` runs the loop until `stop()`."""
 
-    def __init__(self, settings: Settings, client: JobsClient | None = None) -> None:
+    def __init__(self, settings: Settings, client: JobsClient | None = None,
+                 on_queue: Callable[[dict[str, int]], None] | None = None) -> None:
         self.settings = settings
+        self.on_queue = on_queue  # told the jobs per state after every tick (the deployment exports it)
         self.spec = settings.profile_spec.training
         self.store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
         self._client = client
@@ -165,6 +167,8 @@ class Dispatcher:
             await self.follow(job)
         while (job := await ft.claim_next(self.pool, self.spec.max_concurrent_jobs, self.spec.gpu_budget)):
             await self.submit(job)
+        if self.on_queue is not None:
+            self.on_queue(await ft.queue_depth(self.pool))
         self.ticks += 1
 
     async def _ray(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -271,7 +275,9 @@ class FineTuneDispatcher:
     """The Serve deployment around `Dispatcher`: one replica on the head node, restarted by Serve if it dies."""
 
     def __init__(self, settings: Settings) -> None:
-        self.dispatcher = Dispatcher(settings)
+        from serve.metrics import QueueMetrics
+
+        self.dispatcher = Dispatcher(settings, on_queue=QueueMetrics().set)
         self.dispatcher.start()
 
     async def wake(self) -> None:

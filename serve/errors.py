@@ -14,7 +14,7 @@ from cluster.db import DatabaseUnavailable
 from cluster.documents import DocumentError
 from serve.schemas import UNION_TAGS, ErrorDetail, ErrorResponse
 
-log = logging.getLogger("ragtune.ingress")
+log = logging.getLogger("ray.serve.ragtune.ingress")
 
 # Failures that mean "the database is not reachable right now", not "the request is wrong".
 DB_DOWN = (DatabaseUnavailable, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,

@@ -49,6 +49,7 @@ class Plan:
     prompt: str | None
     sampling: SamplingOptions
     retrieval: RetrievalOptions | None
+    request_id: str | None = None  # the HTTP request's id, carried into the engine's request id
 
 
 @dataclass
@@ -167,7 +168,8 @@ class GenerationService:
             default_system = plan.adapter.metadata.get("system_prompt") if plan.adapter else None
             messages = prompts.as_chat(messages, default_system)
 
-        request = GenerationRequest(request_id=f"gen-{uuid.uuid4().hex}",
+        # Unique per engine even if a client reuses its X-Request-ID; greppable by the HTTP request's id.
+        request = GenerationRequest(request_id=f"{plan.request_id or 'gen'}-{uuid.uuid4().hex[:12]}",
                                     messages=tuple(messages) if messages is not None else None,
                                     prompt=None if messages is not None else plan.prompt,
                                     adapter=plan.adapter.model_id if plan.adapter else None, sampling=plan.sampling)

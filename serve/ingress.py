@@ -17,7 +17,7 @@ from typing import Annotated, Any, AsyncIterator, Callable
 import asyncpg
 import numpy as np
 from fastapi import Body, FastAPI, File, Form, Query, UploadFile
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -43,6 +43,9 @@ from serve.fine_tuning_service import FineTuningService
 from serve.generation_service import Answer, GenerationService, Plan
 from serve.generation_types import SamplingOptions
 from serve.knowledge_service import EmbedderClient, KnowledgeService, RerankerClient
+from serve.metrics import IngressMetrics
+from serve.prometheus import metrics_endpoints, scrape
+from serve.request_log import RequestObserver, current
 from serve.schemas import (
     ChunkOut, Deleted, DocumentDetail, DocumentIn, DocumentList, DocumentOut, DocumentsBody, DocumentsIn, Embedding,
     EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, ErrorResponse, Health, IngestResponse, IngestResult,
@@ -50,7 +53,7 @@ from serve.schemas import (
     SearchResponse, StageTimings,
 )
 
-log = logging.getLogger("ragtune.ingress")
+log = logging.getLogger("ray.serve.ragtune.ingress")
 
 app = FastAPI(
     title="ragtune",
@@ -60,6 +63,8 @@ app = FastAPI(
     responses={400: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
 errors.install(app)
+# Outermost: it sees every response, errors included, and measures streams to their last byte.
+app.add_middleware(RequestObserver, metrics=lambda: getattr(app.state, "metrics", None))
 
 
 def _filters(f: SearchFiltersIn | None) -> SearchFilters:
@@ -69,6 +74,15 @@ def _filters(f: SearchFiltersIn | None) -> SearchFilters:
 
 def _sse(event: BaseModel | str) -> str:
     return f"data: {event if isinstance(event, str) else event.model_dump_json(exclude_none=True)}\n\n"
+
+
+def _observe(route: str, **fields: Any) -> None:
+    """Name this request's route (and model, timings...) in its metrics and log line."""
+    record = current()
+    if record is not None:
+        record.route = route
+        for key, value in fields.items():
+            setattr(record, key, value)
 
 
 def _document_out(doc: StoredDocument) -> DocumentOut:
@@ -98,6 +112,7 @@ class Ingress:
         self.fine_tuning = FineTuningService(settings, llm_tokenizer, self.adapters, self.generation.base_model)
         self.dispatcher = dispatcher
         self.started = int(time.time())
+        app.state.metrics = IngressMetrics()
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
 
@@ -142,6 +157,17 @@ class Ingress:
         ok = all(v == "ok" for v in checks.values())
         body = Health(status="ok" if ok else "unavailable", checks=checks)
         return JSONResponse(status_code=200 if ok else 503, content=body.model_dump())
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+    async def metrics(self) -> PlainTextResponse:
+        """Prometheus exposition of the whole cluster: ragtune's metrics, Ray's (Serve included) and vLLM's."""
+        import ray
+
+        try:
+            text = await scrape(metrics_endpoints(await asyncio.to_thread(ray.nodes)))
+        except RuntimeError as exc:
+            raise ApiError(503, str(exc), type="service_unavailable", code="metrics_unavailable") from None
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # ----------------------------------------------------------------------------------------- documents
 
@@ -247,8 +273,11 @@ class Ingress:
         top_n = bounded(body.top_n, min(limits.default_top_n, top_k), limits.max_top_n, "top_n")
         if top_n > top_k:
             raise invalid(f"top_n ({top_n}) must not exceed top_k ({top_k})", param="top_n")
+        _observe("search")
         outcome = await self.knowledge.search(await self.pool(), body.query, top_k, top_n, body.rerank,
                                               _filters(body.filters))
+        _observe("search", timings={"embed_ms": outcome.embed_ms, "search_ms": outcome.search_ms,
+                                    "rerank_ms": outcome.rerank_ms})
         hits = [SearchHit(
             document_id=h.candidate.document_id, source=h.candidate.source, title=h.candidate.title,
             chunk_ordinal=h.candidate.ordinal, text=h.candidate.text, metadata=h.candidate.metadata,
@@ -264,6 +293,7 @@ class Ingress:
     async def embeddings(self, body: EmbeddingsRequest) -> EmbeddingsResponse:
         """OpenAI-compatible embeddings from the profile's embedder."""
         spec = self.settings.profile_spec.embedder
+        _observe("embeddings")
         if body.model not in (None, spec.model):
             raise not_found(f"model {body.model!r} is not served; the embedder is {spec.model!r}", param="model")
         if body.dimensions not in (None, spec.dim):
@@ -282,6 +312,7 @@ class Ingress:
     async def rerank(self, body: RerankRequest) -> RerankResponse:
         """Cohere/Jina-compatible rerank: results sorted by relevance, `index` into the request's documents."""
         spec = self.settings.profile_spec.reranker
+        _observe("rerank")
         if body.model not in (None, spec.model):
             raise not_found(f"model {body.model!r} is not served; the reranker is {spec.model!r}", param="model")
         texts = body.texts()
@@ -301,6 +332,7 @@ class Ingress:
         g = self.generation
         adapter = g.resolve_model(body.model)
         route = g.route_for(body.route, adapter, default_route)  # type: ignore[arg-type]
+        _observe(route, model=body.model if adapter else g.base_model, adapter=adapter.name if adapter else None)
         if route in ("finetuned", "plain") and (body.top_k or body.top_n or body.filters or body.rerank is not None):
             raise invalid(f"route {route!r} does not retrieve: drop top_k, top_n, filters and rerank", param="route")
         sampling = SamplingOptions(max_tokens=g.max_tokens(body.token_limit()), temperature=body.temperature,
@@ -316,12 +348,15 @@ class Ingress:
         if retrieval is not None and len(question) > limit:
             raise invalid(f"the question is {len(question)} characters; retrieval takes at most {limit}",
                           param="messages" if chat else "prompt", code="query_too_long")
+        record = current()
         return Plan(route, body.model, adapter, messages, None if chat else question,  # type: ignore[arg-type]
-                    sampling, retrieval)
+                    sampling, retrieval, request_id=record.request_id if record else None)
 
     async def _answer(self, plan: Plan) -> Answer:
         pool = await self.pool() if plan.retrieval is not None else None
-        return await self.generation.answer(plan, pool)
+        answer = await self.generation.answer(plan, pool)
+        _observe(plan.route, answer=answer)
+        return answer
 
     @staticmethod
     def _usage(answer: Answer) -> Usage:

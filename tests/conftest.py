@@ -17,11 +17,14 @@ from cluster.settings import Settings
 if TYPE_CHECKING:
     from openai import OpenAI
 
+    from cluster.adapters import AdapterStore
+
 TEST_ENV = {
     "RAGTUNE_PORT": "8100",
     "RAGTUNE_RAY_PORT": "6390",
     "RAGTUNE_DASHBOARD_PORT": "8275",
     "RAGTUNE_DASHBOARD_AGENT_PORT": "52375",
+    "RAGTUNE_METRICS_PORT": "8190",
     "RAGTUNE_APP_NAME": "ragtune-test",
     "RAGTUNE_LLM_VARIANT": "test",  # float32 SmolLM2: exact outputs do not depend on batching
     "HF_HUB_OFFLINE": "1",
@@ -82,6 +85,28 @@ def base(live: Settings) -> str:
 def api(live: Settings) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live.http_url, timeout=120) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def store(live: Settings) -> "AdapterStore":
+    from cluster.adapters import AdapterStore
+
+    return AdapterStore(live.adapter_store_uri, live.adapter_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def adapters(live: Settings, store: "AdapterStore") -> list[str]:
+    """Three adapters with random weights: one more than the test profile's LoRA slots, so mixing them fills
+    every slot."""
+    from cluster.adapters import random_adapters
+    from cluster.models import resolve
+
+    names = ["alpha", "beta", "gamma"]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = random_adapters(resolve(live.llm_spec.model, live.models_dir), Path(tmp), seeds=[11, 12, 13])
+        for name, path in zip(names, paths):
+            store.put(name, path, {"base_model": live.llm_spec.served_name})
+    return names
 
 
 def package_text(name: str) -> str:

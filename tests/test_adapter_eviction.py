@@ -23,13 +23,13 @@ async def _settle() -> None:
 
 
 async def test_eviction_waits_for_requests_in_flight() -> None:
-    engine = FakeEngine()
-    adapter = LoadedAdapter(engine, SimpleNamespace(lora_int_id=7, lora_name="a@v1"))
+    engine, evicted = FakeEngine(), []
+    adapter = LoadedAdapter(engine, SimpleNamespace(lora_int_id=7, lora_name="a@v1"), evicted.append)
     adapter.acquire()
     adapter.acquire()
     await asyncio.to_thread(adapter.__del__)  # what Serve's multiplexer does on LRU eviction
     await _settle()
-    assert engine.removed == [] and adapter.retired
+    assert engine.removed == [] and adapter.retired and evicted == ["a@v1"]  # counted at eviction
     adapter.release()
     await _settle()
     assert engine.removed == []
@@ -39,10 +39,20 @@ async def test_eviction_waits_for_requests_in_flight() -> None:
 
 
 async def test_an_idle_adapter_is_removed_at_once_and_only_once() -> None:
-    engine = FakeEngine()
-    adapter = LoadedAdapter(engine, SimpleNamespace(lora_int_id=3, lora_name="b@v1"))
+    engine, evicted = FakeEngine(), []
+    adapter = LoadedAdapter(engine, SimpleNamespace(lora_int_id=3, lora_name="b@v1"), evicted.append)
     await asyncio.to_thread(adapter.__del__)
     await _settle()
     adapter.__del__()  # the garbage collector may call it again
     await _settle()
-    assert engine.removed == [3]
+    assert engine.removed == [3] and evicted == ["b@v1"]
+
+
+async def test_a_release_racing_the_retirement_removes_once() -> None:
+    engine = FakeEngine()
+    adapter = LoadedAdapter(engine, SimpleNamespace(lora_int_id=5, lora_name="c@v1"), lambda name: None)
+    adapter.acquire()
+    adapter.__del__()  # retired, but the retirement callback has not run yet
+    adapter.release()  # the last request ends first: it schedules a removal ...
+    await _settle()  # ... and so does the retirement, which now sees no request in flight
+    assert engine.removed == [5]

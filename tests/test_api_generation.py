@@ -24,22 +24,6 @@ from tests.helpers import api_error
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-@pytest.fixture(scope="session")
-def store(live: Settings) -> AdapterStore:
-    return AdapterStore(live.adapter_store_uri, live.adapter_cache_dir)
-
-
-@pytest.fixture(scope="session")
-def adapters(live: Settings, store: AdapterStore) -> list[str]:
-    """Three adapters: one more than the test profile's LoRA slots, so mixing them fills every slot."""
-    names = ["alpha", "beta", "gamma"]
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = random_adapters(resolve(live.llm_spec.model, live.models_dir), Path(tmp), seeds=[11, 12, 13])
-        for name, path in zip(names, paths):
-            store.put(name, path, {"base_model": live.llm_spec.served_name})
-    return names
-
-
 def _chat(client: OpenAI, model: str, messages: list[dict[str, str]] = QUESTION, **extra: Any) -> Any:
     body = {k: extra.pop(k) for k in ("route", "top_k", "top_n", "filters", "rerank") if k in extra}
     return client.chat.completions.create(model=model, messages=messages, temperature=0,  # type: ignore[arg-type]

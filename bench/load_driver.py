@@ -1,0 +1,138 @@
+"""The locust side of the load test: a mixed workload against the ingress, bounded in requests and time, with
+the Serve replica counts sampled every second. Run by `bench.load` in its own process (locust monkey-patches the
+standard library with gevent, which Ray must not see); writes every request and every sample as JSON.
+
+    python -m bench.load_driver --url http://127.0.0.1:8200 --dashboard http://127.0.0.1:8285 --app ragtune-bench \
+        --base smollm2-135m-instruct --adapters a,b,c --users 12 --spawn-rate 2 --load-s 150 --max-requests 1500 \
+        --cooldown-s 90 --out results.json
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gevent  # noqa: E402
+from locust import FastHttpUser, between, events, task  # noqa: E402
+from locust.env import Environment  # noqa: E402
+
+from cluster.replicas import replica_counts  # noqa: E402
+
+QUESTIONS = ["What is httpx?", "What is pgvector?", "What does the peft package do?", "How do I create an HNSW index?",
+             "What is Typer?", "What is FastAPI?", "What is trl used for?", "What does tqdm do?"]
+SEARCHES = ["vector similarity search in Postgres", "fine-tune with LoRA adapters", "async HTTP client",
+            "command line interface", "progress bar", "tokenize text quickly", "quantize a model to 4 bits"]
+CONFIG: dict[str, Any] = {}
+
+
+class MixedUser(FastHttpUser):
+    """One application: RAG questions, fine-tuned calls spread over several adapters, hybrid, and search."""
+
+    wait_time = between(0.2, 1.0)
+
+    def _chat(self, name: str, body: dict[str, Any]) -> None:
+        body = {"max_tokens": CONFIG["max_tokens"], "temperature": 0, **body}
+        with self.client.post("/v1/chat/completions", json=body, name=name, catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"{response.status_code}: {response.text[:200]}")
+
+    @task(3)
+    def rag(self) -> None:
+        self._chat("rag", {"model": CONFIG["base"], "route": "rag", "rerank": True,
+                           "messages": [{"role": "user", "content": random.choice(QUESTIONS)}]})
+
+    @task(3)
+    def finetuned(self) -> None:
+        self._chat("finetuned", {"model": random.choice(CONFIG["adapters"]), "route": "finetuned",
+                                 "messages": [{"role": "user", "content": random.choice(QUESTIONS)}]})
+
+    @task(2)
+    def hybrid(self) -> None:
+        self._chat("hybrid", {"model": random.choice(CONFIG["adapters"]), "route": "hybrid", "rerank": True,
+                              "messages": [{"role": "user", "content": random.choice(QUESTIONS)}]})
+
+    @task(6)
+    def search(self) -> None:
+        with self.client.post("/v1/search", json={"query": random.choice(SEARCHES), "rerank": True, "top_k": 20},
+                              name="search", catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"{response.status_code}: {response.text[:200]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    for flag in ("--url", "--dashboard", "--app", "--base", "--adapters"):
+        parser.add_argument(flag, required=True)
+    parser.add_argument("--users", type=int, default=12)
+    parser.add_argument("--spawn-rate", type=float, default=2.0)
+    parser.add_argument("--load-s", type=float, default=150.0)
+    parser.add_argument("--max-requests", type=int, default=1500)
+    parser.add_argument("--cooldown-s", type=float, default=90.0)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--at-rest", default="Embedder=1,Reranker=1",
+                        help="replica counts that end the cool-down early, e.g. Embedder=1,Reranker=1")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    CONFIG.update(base=args.base, adapters=args.adapters.split(","), max_tokens=args.max_tokens)
+    at_rest = {name: int(n) for name, n in (pair.split("=") for pair in args.at_rest.split(","))}
+
+    started = time.time()
+    requests: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    users: list[tuple[float, int]] = []
+
+    @events.request.add_listener
+    def on_request(request_type: str, name: str, response_time: float, exception: Any = None,
+                   **_: Any) -> None:
+        requests.append({"t": round(time.time() - started, 3), "name": name, "ms": round(response_time, 1),
+                         "ok": exception is None, "error": None if exception is None else str(exception)[:200]})
+
+    env = Environment(user_classes=[MixedUser], host=args.url, events=events)
+    runner = env.create_local_runner()
+
+    def sample() -> None:
+        while True:
+            try:
+                counts = replica_counts(args.dashboard, args.app)
+                samples.append({"t": round(time.time() - started, 2),
+                                **{name: c.running for name, c in counts.items()}})
+            except Exception as exc:  # noqa: BLE001 - a missed sample is a gap in the plot, not a failure
+                print(f"replica sample failed: {exc}", flush=True)
+            users.append((round(time.time() - started, 2), runner.user_count))
+            gevent.sleep(1.0)
+
+    sampler = gevent.spawn(sample)
+    runner.start(args.users, spawn_rate=args.spawn_rate)
+    deadline = started + args.load_s
+    while time.time() < deadline and len(requests) < args.max_requests:
+        gevent.sleep(1.0)
+        if int(time.time() - started) % 10 == 0:
+            done = len(requests)
+            print(f"load: {time.time() - started:5.0f} s, {runner.user_count} users, {done} requests "
+                  f"({sum(not r['ok'] for r in requests)} failed), {done / (time.time() - started):.1f} req/s",
+                  flush=True)
+    load_end = time.time() - started
+    runner.quit()  # waits for in-flight requests: they are part of the result
+    print(f"load stopped after {load_end:.0f} s and {len(requests)} requests; cooling down ...", flush=True)
+    cool_deadline = time.time() + args.cooldown_s
+    while time.time() < cool_deadline:
+        gevent.sleep(1.0)
+        last = samples[-1] if samples else {}
+        if all(last.get(name) == n for name, n in at_rest.items()) and time.time() - started - load_end > 5:
+            break
+    sampler.kill()
+    args.out.write_text(json.dumps({"load_end_s": round(load_end, 2), "requests": requests, "replicas": samples,
+                                    "users": users, "config": vars(args) | {"out": str(args.out)}}))
+    print(f"wrote {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
