@@ -71,8 +71,6 @@ async def grow_to(settings, target_chunks: int) -> int:  # noqa: ANN001
     """Fill the knowledge base to `target_chunks` by COPYing variants of the real chunks: the same texts with
     their real embeddings plus small noise (re-normalized), so the HNSW graph and GIN index have a realistic
     size and shape without hours of CPU embedding. Marked with metadata {"synthetic": true}."""
-    import asyncpg
-
     from cluster import db
 
     spec = settings.profile_spec.embedder

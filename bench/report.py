@@ -52,7 +52,8 @@ def render(r: dict[str, Any]) -> str:
     m = r["adapter_mix"]
     rows = []
     for label, run in m["runs"].items():
-        name = "base model alone (baseline)" if label == "base" else label.replace("_", " ")
+        n = label.split("_")[0]
+        name = "base model alone (baseline)" if label == "base" else f"{n} adapter{'s' if n != '1' else ''}"
         rows.append([name, run["tokens_per_s"], f"**{run['vs_base']}**", run["ttft_p50_ms"], run["latency_p50_ms"]])
     out += [
         "## 2. Multi-adapter serving", "",

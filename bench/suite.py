@@ -45,18 +45,19 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", default="20000,100000", help="corpus sizes for the search comparison")
-    parser.add_argument("--queries", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=24)
+    parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--mix-requests", type=int, default=16)
-    parser.add_argument("--rag-questions", type=int, default=12)
+    parser.add_argument("--mix-requests", type=int, default=12)
+    parser.add_argument("--rag-questions", type=int, default=8)
+    parser.add_argument("--rag-max-tokens", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the suite end to end")
     parser.add_argument("--out", type=Path, default=Path("bench/results/suite.json"))
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     if args.quick:
-        args.chunks, args.queries, args.requests, args.mix_requests, args.rag_questions = "3000", 10, 8, 8, 4
+        args.chunks, args.queries, args.requests, args.mix_requests, args.rag_questions = "3000", 10, 8, 4, 2
     sizes = [int(n) for n in args.chunks.split(",")]
     from cluster.adapters import AdapterStore, random_adapters
     from cluster.models import resolve
@@ -111,8 +112,8 @@ def main() -> None:
 
             print("4. RAG stage breakdown ...", flush=True)
             questions = RAG_QUESTIONS[:args.rag_questions]
-            results["rag"] = {"default": bench_rag(client, spec.served_name, questions, args.max_tokens, None),
-                              "reranked": bench_rag(client, spec.served_name, questions, args.max_tokens, True),
+            results["rag"] = {"default": bench_rag(client, spec.served_name, questions, args.rag_max_tokens, None),
+                              "reranked": bench_rag(client, spec.served_name, questions, args.rag_max_tokens, True),
                               "profile_rerank": profile.retrieval.rerank, "top_k": profile.retrieval.top_k,
                               "top_n": profile.retrieval.top_n}
 

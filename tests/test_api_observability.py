@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.replicas import replica_counts
