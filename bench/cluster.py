@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -15,6 +16,15 @@ import numpy as np
 BENCH_ENV = {"RAGTUNE_PORT": "8200", "RAGTUNE_RAY_PORT": "6400", "RAGTUNE_DASHBOARD_PORT": "8285",
              "RAGTUNE_DASHBOARD_AGENT_PORT": "52385", "RAGTUNE_METRICS_PORT": "8290",
              "RAGTUNE_APP_NAME": "ragtune-bench", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def machine() -> str:
+    """What every figure states it ran on: CPU model, cores, memory, GPU or not."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = "NVIDIA GPU present" if Path("/dev/nvidia0").exists() else "no GPU"
+    return f"{cpu or platform.machine()}, {os.cpu_count()} CPUs, {memory:.0f} GiB RAM, {gpu}"
 
 
 def pct(values: list[float], q: float) -> float:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench.cluster import bench_cluster, pct, write_report
+from bench.cluster import bench_cluster, machine, pct, write_report
 
 ROUTES = ("rag", "finetuned", "hybrid", "search", "embeddings")
 
@@ -174,7 +172,7 @@ def main() -> None:
             result = json.loads(raw.read_text())
     requests, load_s = result["requests"], result["load_end_s"]
     report: dict[str, Any] = {
-        "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "date": datetime.date.today().isoformat(), "machine": machine(),
         "profile": settings.profile, "llm": spec.model, "dtype": spec.dtype, "embedder": profile.embedder.model,
         "reranker": profile.reranker.model, "adapters": names, "config": result["config"], "load_s": load_s,
         "autoscaling": "; ".join(

@@ -18,8 +18,6 @@ import argparse
 import asyncio
 import datetime
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -27,19 +25,12 @@ from typing import Any
 import httpx
 
 from bench.batching import bench_batching
-from bench.cluster import bench_cluster, write_report
+from bench.cluster import bench_cluster, machine, write_report
 from bench.generation import (
     PROMPTS, RAG_QUESTIONS, bench_adapter_mix, bench_ingress, bench_raw, bench_rag, ingest_demo_corpus,
 )
 from bench.knowledge import bench_search, grow_to, hnsw_recall, recall_queries
 from bench.report import render
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu or platform.machine()}, {os.cpu_count()} CPUs, {memory:.0f} GiB RAM, no GPU"
 
 
 def main() -> None:
@@ -99,12 +90,14 @@ def main() -> None:
                 "throughput_ratio": round(ingress["tokens_per_s"] / raw["tokens_per_s"], 3),
                 "ttft_p50_ratio": round(ingress["ttft_p50_ms"] / raw["ttft_p50_ms"], 2)}
             print(json.dumps(results["generation"]), flush=True)
+            write_report(results, args.out)  # after every section: a later failure keeps what was measured
 
             print("2. multi-adapter serving ...", flush=True)
             results["adapter_mix"] = {
                 "requests": args.mix_requests, "clients": args.clients, "max_tokens": args.max_tokens,
                 "runs": bench_adapter_mix(settings.http_url, spec.served_name, names, (1, 2, 4), args.mix_requests,
                                           args.clients, args.max_tokens)}
+            write_report(results, args.out)
 
             print("3. dynamic batching ...", flush=True)
             results["batching"] = asyncio.run(bench_batching(
@@ -126,6 +119,7 @@ def main() -> None:
                                                                                                  args.queries))))
                 print(json.dumps(entry["recall"]), flush=True)
                 results["search"].append(entry)
+                write_report(results, args.out)
     results["wall_s"] = round(time.perf_counter() - started, 1)
     write_report(results, args.out)
     args.doc.write_text(render(results))

@@ -265,6 +265,7 @@ class Ingress:
     @app.post("/v1/search", response_model=SearchResponse, tags=["search"])
     async def search(self, body: SearchRequest) -> SearchResponse:
         """Hybrid retrieval (HNSW vector top-k + full-text top-k, fused by RRF in SQL), then cross-encoder rerank."""
+        _observe("search")
         limits = self.settings.search
         if len(body.query) > limits.max_query_chars:
             raise invalid(f"query is {len(body.query)} characters; the limit is {limits.max_query_chars}",
@@ -273,7 +274,6 @@ class Ingress:
         top_n = bounded(body.top_n, min(limits.default_top_n, top_k), limits.max_top_n, "top_n")
         if top_n > top_k:
             raise invalid(f"top_n ({top_n}) must not exceed top_k ({top_k})", param="top_n")
-        _observe("search")
         outcome = await self.knowledge.search(await self.pool(), body.query, top_k, top_n, body.rerank,
                                               _filters(body.filters))
         _observe("search", timings={"embed_ms": outcome.embed_ms, "search_ms": outcome.search_ms,
