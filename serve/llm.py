@@ -157,14 +157,13 @@ class LLMServer:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         from transformers import AutoTokenizer
-
-        log_vllm_through_serve()
-        spec = self.spec = settings.llm_spec
-        on_gpu = spec.placement.num_gpus > 0 and torch.cuda.is_available()
         from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
         from serve.metrics import AdapterMetrics
 
+        log_vllm_through_serve()
+        spec = self.spec = settings.llm_spec
+        on_gpu = spec.placement.num_gpus > 0 and torch.cuda.is_available()
         path = resolve(spec.model, settings.models_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         # vLLM's own metrics (vllm:*) go to Ray's metrics agent with ours; EngineLoad feeds the autoscaler.
