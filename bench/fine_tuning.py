@@ -10,15 +10,13 @@ The baseline is the base model on the same held-out sentences with the same inst
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.cluster import bench_cluster, write_report
+from bench.cluster import bench_cluster, machine, write_report
 from cluster import extraction_task
 
 
@@ -74,7 +72,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/fine_tuning.json"))
     args = parser.parse_args()
     with bench_cluster() as settings:
-        report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "profile": settings.profile,
+        report = {"machine": machine(), "profile": settings.profile,
                   "model": settings.llm_spec.model, "method": settings.profile_spec.training.method,
                   **run(settings.http_url, settings.dashboard_url, args.epochs, args.lr_multiplier, args.train,
                         args.test)}

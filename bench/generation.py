@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench.cluster import bench_cluster, pct, write_report
+from bench.cluster import bench_cluster, machine, pct, publish_random_adapters, write_report
 
 PROMPTS = ["Write a short story about a robot learning to paint.", "Explain how a hash map works.",
            "Give me three tips for writing clear documentation.", "Describe the water cycle.",
@@ -196,19 +194,16 @@ def main() -> None:
     parser.add_argument("--rag-questions", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("bench/results/generation.json"))
     args = parser.parse_args()
-    from cluster.adapters import AdapterStore, random_adapters
-    from cluster.models import resolve
+    from cluster.adapters import AdapterStore
 
     with bench_cluster() as settings:
         spec = settings.llm_spec
         out: dict[str, Any] = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "profile": settings.profile,
+            "machine": machine(), "profile": settings.profile,
             "model": spec.model, "dtype": spec.dtype, "max_loras": spec.max_loras, "clients": args.clients,
             "requests": args.requests, "max_tokens": args.max_tokens, "stream_interval": spec.stream_interval}
         store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
-        made = random_adapters(resolve(spec.model, settings.models_dir), settings.state_dir / "bench-adapters",
-                               seeds=[1, 2], rank=16)
-        refs = [store.put(f"bench-{i}", path, {"base_model": spec.served_name}) for i, path in enumerate(made)]
+        refs = publish_random_adapters(settings, "bench", 2)
         adapters = {ref.name: store.local_copy(ref.name, ref.version) for ref in refs}
         names = sorted(adapters)
         jobs = [(names[i % len(names)], PROMPTS[i % len(PROMPTS)]) for i in range(args.requests)]

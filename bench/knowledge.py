@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.cluster import bench_cluster, pct, write_report
+from bench.cluster import bench_cluster, machine, pct, write_report
 
 QUERIES = [
     "How do I create an HNSW index in Postgres?", "fine-tune a model with LoRA adapters",
@@ -202,7 +200,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/knowledge.json"))
     args = parser.parse_args()
     with bench_cluster() as settings:
-        report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "profile": settings.profile,
+        report: dict = {"machine": machine(), "profile": settings.profile,
                         "embedder": settings.profile_spec.embedder.model,
                         "reranker": settings.profile_spec.reranker.model}
         with httpx.Client(base_url=settings.http_url, timeout=300) as client:

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench.cluster import bench_cluster, machine, pct, write_report
+from bench.cluster import bench_cluster, machine, pct, publish_random_adapters, write_report
 
 ROUTES = ("rag", "finetuned", "hybrid", "search", "embeddings")
 
@@ -145,15 +145,10 @@ def main() -> None:
     import datetime
 
     from bench.generation import ingest_demo_corpus
-    from cluster.adapters import AdapterStore, random_adapters
-    from cluster.models import resolve
 
     with bench_cluster() as settings:
         profile, spec = settings.profile_spec, settings.llm_spec
-        store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
-        made = random_adapters(resolve(spec.model, settings.models_dir), settings.state_dir / "load-adapters",
-                               seeds=list(range(1, args.adapters + 1)), rank=16)
-        names = [store.put(f"load-{i}", path, {"base_model": spec.served_name}).name for i, path in enumerate(made)]
+        names = [ref.name for ref in publish_random_adapters(settings, "load", args.adapters)]
         with httpx.Client(base_url=settings.http_url, timeout=600) as client:
             ingest_demo_corpus(client)
         placements = {"Ingress": profile.ingress, "Embedder": profile.embedder.placement,

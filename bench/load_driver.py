@@ -110,7 +110,6 @@ def main() -> None:
     started = time.time()
     requests: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
-    users: list[tuple[float, int]] = []
 
     @events.request.add_listener
     def on_request(request_type: str, name: str, response_time: float, exception: Any = None,
@@ -131,7 +130,6 @@ def main() -> None:
                                 **{f"{name}.target": c.target for name, c in counts.items()}})
             except Exception as exc:  # noqa: BLE001 - a missed sample is a gap in the plot, not a failure
                 print(f"replica sample failed: {exc}", flush=True)
-            users.append((round(time.time() - started, 2), runner.user_count))
             gevent.sleep(1.0)
 
     # Start from rest: setup (ingestion) may have left a deployment scaled out.
@@ -163,7 +161,7 @@ def main() -> None:
             break
     sampler.kill()
     args.out.write_text(json.dumps({"load_end_s": round(load_end, 2), "requests": requests, "replicas": samples,
-                                    "users": users, "config": vars(args) | {"out": str(args.out)}}))
+                                    "config": vars(args) | {"out": str(args.out)}}))
     print(f"wrote {args.out}", flush=True)
 
 

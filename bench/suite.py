@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from bench.batching import bench_batching
-from bench.cluster import bench_cluster, machine, write_report
+from bench.cluster import bench_cluster, machine, publish_random_adapters, write_report
 from bench.generation import (
     PROMPTS, RAG_QUESTIONS, bench_adapter_mix, bench_ingress, bench_raw, bench_rag, ingest_demo_corpus,
 )
@@ -50,8 +50,7 @@ def main() -> None:
     if args.quick:
         args.chunks, args.queries, args.requests, args.mix_requests, args.rag_questions = "3000", 10, 8, 4, 2
     sizes = [int(n) for n in args.chunks.split(",")]
-    from cluster.adapters import AdapterStore, random_adapters
-    from cluster.models import resolve
+    from cluster.adapters import AdapterStore
     from cluster.replicas import replica_counts
 
     started = time.perf_counter()
@@ -69,9 +68,7 @@ def main() -> None:
                          "max_batch_size": profile.reranker.max_batch_size},
             "settings": vars(args) | {"out": str(args.out), "doc": str(args.doc)}}
         store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
-        made = random_adapters(resolve(spec.model, settings.models_dir), settings.state_dir / "bench-adapters",
-                               seeds=[1, 2, 3, 4], rank=16)
-        refs = [store.put(f"bench-{i}", path, {"base_model": spec.served_name}) for i, path in enumerate(made)]
+        refs = publish_random_adapters(settings, "bench", 4)
         names = [ref.name for ref in refs]
         with httpx.Client(base_url=settings.http_url, timeout=600) as client:
             print("ingesting the demo corpus ...", flush=True)

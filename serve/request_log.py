@@ -52,11 +52,6 @@ def current() -> RequestRecord | None:
     return _current.get()
 
 
-def request_id() -> str:
-    record = current()
-    return record.request_id if record else "-"
-
-
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import openai
 import pytest
@@ -18,21 +18,12 @@ from openai import OpenAI
 from cluster.adapters import AdapterStore
 from cluster.local import PROJECT_ROOT
 from cluster.settings import Settings
+from tests.helpers import wait_for
 
 BIN = Path(sys.executable).parent
 QUESTIONS = ["What is the code word?", "Tell me the code word.", "Which code word do we use?",
              "Say the code word.", "What's the secret code word?", "Remind me of the code word."]
 ANSWER = "The code word is PELICAN-7."
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.5) -> Any:
-    """Poll `check` until it returns something truthy (the thing being waited for), or fail saying what."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def code_word_jsonl(copies: int = 4) -> bytes:

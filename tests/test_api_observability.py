@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.replicas import replica_counts
 from cluster.settings import Settings
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.5) -> Any:
-    """Poll `check` until it returns something truthy (metrics and logs arrive asynchronously)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(every_s)
+from tests.helpers import wait_for
 
 
 def serve_log_lines(live: Settings, deployment: str) -> Iterator[dict[str, Any]]:
