@@ -38,7 +38,7 @@ def bench_cluster() -> Iterator[Any]:
     state_dir = Path(tempfile.mkdtemp(prefix="rtb-", dir="/tmp"))
     os.environ.update(BENCH_ENV | {"RAGTUNE_STATE_DIR": str(state_dir)})
     os.environ.pop("DATABASE_URL", None)
-    from cluster import local
+    from cluster.ops import local
     from cluster.settings import Settings
 
     settings = Settings()
@@ -53,8 +53,8 @@ def bench_cluster() -> Iterator[Any]:
 def publish_random_adapters(settings: Any, prefix: str, count: int, rank: int = 16) -> list[Any]:
     """`count` LoRA adapters with random weights on every projection (seeds 1..count), published to the
     cluster's store as `<prefix>-0`, `<prefix>-1`, ...: they cost what trained adapters of that rank cost to serve."""
-    from cluster.adapters import AdapterStore, random_adapters
-    from cluster.models import resolve
+    from cluster.store.adapters import AdapterStore, random_adapters
+    from cluster.models.cache import resolve
 
     spec = settings.llm_spec
     store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from bench.cluster import bench_cluster, machine, write_report
-from cluster import extraction_task
+from cluster.demo import extraction as extraction_task
 
 
 def _api(client: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

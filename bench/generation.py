@@ -76,8 +76,8 @@ async def bench_raw(settings, adapters: dict[str, Path], jobs: list[tuple[str, s
     from vllm.lora.request import LoRARequest
     from vllm.sampling_params import RequestOutputKind
 
-    from cluster.models import resolve
-    from serve.llm import build_engine
+    from cluster.models.cache import resolve
+    from serve.deployments.llm import build_engine
 
     spec = settings.llm_spec
     path = resolve(spec.model, settings.models_dir)
@@ -142,7 +142,7 @@ async def bench_ingress(url: str, jobs: list[tuple[str, str]], clients: int, max
 # ------------------------------------------------------------------------------------------------- RAG
 
 def ingest_demo_corpus(client: httpx.Client) -> None:
-    from cluster.corpus import DEMO_PACKAGES, package_docs
+    from cluster.content.package_docs import DEMO_PACKAGES, package_docs
 
     docs = package_docs(DEMO_PACKAGES)
     for i in range(0, len(docs), 4):
@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--rag-questions", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("bench/results/generation.json"))
     args = parser.parse_args()
-    from cluster.adapters import AdapterStore
+    from cluster.store.adapters import AdapterStore
 
     with bench_cluster() as settings:
         spec = settings.llm_spec

@@ -38,8 +38,8 @@ def bench_ingest(client: httpx.Client, settings) -> dict:  # noqa: ANN001
     """Chunks/s through POST /v1/documents vs SentenceTransformer.encode on the very same chunk texts."""
     from sentence_transformers import SentenceTransformer
 
-    from cluster.corpus import DEMO_PACKAGES, package_docs
-    from cluster.models import resolve
+    from cluster.content.package_docs import DEMO_PACKAGES, package_docs
+    from cluster.models.cache import resolve
 
     docs = package_docs(DEMO_PACKAGES)
     bodies = [{"source": f"bench/{d.filename}", "content": d.titled(), "content_type": d.content_type} for d in docs]
@@ -69,7 +69,7 @@ async def grow_to(settings, target_chunks: int) -> int:  # noqa: ANN001
     """Fill the knowledge base to `target_chunks` by COPYing variants of the real chunks: the same texts with
     their real embeddings plus small noise (re-normalized), so the HNSW graph and GIN index have a realistic
     size and shape without hours of CPU embedding. Marked with metadata {"synthetic": true}."""
-    from cluster import db
+    from cluster.store import db
 
     spec = settings.profile_spec.embedder
     url = db.database_url(settings.database_url, settings.pgdata)
@@ -109,9 +109,9 @@ async def grow_to(settings, target_chunks: int) -> int:  # noqa: ANN001
 async def bench_search(client: httpx.Client, settings, n_queries: int) -> dict:  # noqa: ANN001
     from sentence_transformers import SentenceTransformer
 
-    from cluster import db, knowledge
-    from cluster.knowledge import SearchFilters
-    from cluster.models import resolve
+    from cluster.store import db, knowledge
+    from cluster.store.knowledge import SearchFilters
+    from cluster.models.cache import resolve
 
     spec = settings.profile_spec.embedder
     queries = [QUERIES[i % len(QUERIES)] for i in range(n_queries)]
@@ -150,8 +150,8 @@ async def hnsw_recall(settings, queries: list[str], k: int = 10) -> dict:  # noq
     sequential scan: index scans disabled in that transaction), over the same query vectors."""
     from sentence_transformers import SentenceTransformer
 
-    from cluster import db
-    from cluster.models import resolve
+    from cluster.store import db
+    from cluster.models.cache import resolve
 
     spec = settings.profile_spec.embedder
     model = SentenceTransformer(resolve(spec.model, settings.models_dir), device="cpu")
@@ -182,7 +182,7 @@ async def hnsw_recall(settings, queries: list[str], k: int = 10) -> dict:  # noq
 
 async def recall_queries(settings, n: int) -> list[str]:  # noqa: ANN001
     """The natural-language queries, then the first words of stored chunks (sampled with a fixed seed)."""
-    from cluster import db
+    from cluster.store import db
 
     spec = settings.profile_spec.embedder
     pool = await db.connect(db.database_url(settings.database_url, settings.pgdata), spec.dim, spec.model)

@@ -24,7 +24,7 @@ import gevent  # noqa: E402
 from locust import FastHttpUser, between, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
-from cluster.replicas import replica_counts  # noqa: E402
+from cluster.ops.replicas import replica_counts  # noqa: E402
 
 QUESTIONS = ["What is httpx?", "What is pgvector?", "What does the peft package do?", "How do I create an HNSW index?",
              "What is Typer?", "What is FastAPI?", "What is trl used for?", "What does tqdm do?"]

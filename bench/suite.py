@@ -50,8 +50,8 @@ def main() -> None:
     if args.quick:
         args.chunks, args.queries, args.requests, args.mix_requests, args.rag_questions = "3000", 10, 8, 4, 2
     sizes = [int(n) for n in args.chunks.split(",")]
-    from cluster.adapters import AdapterStore
-    from cluster.replicas import replica_counts
+    from cluster.store.adapters import AdapterStore
+    from cluster.ops.replicas import replica_counts
 
     started = time.perf_counter()
     with bench_cluster() as settings:

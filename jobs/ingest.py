@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cluster.documents import SUFFIX_TYPES
+from cluster.content.parsing import SUFFIX_TYPES
 
 log = logging.getLogger("ragtune.jobs.ingest")
 
@@ -61,10 +61,10 @@ async def run(config: IngestConfig) -> Progress:
     from ray import serve
     from transformers import AutoTokenizer
 
-    from cluster import db, knowledge
-    from cluster.documents import Chunker, DocumentError, build_document, decode_text
-    from cluster.knowledge import PreparedDocument
-    from cluster.models import resolve
+    from cluster.store import db, knowledge
+    from cluster.content.parsing import Chunker, DocumentError, build_document, decode_text
+    from cluster.store.knowledge import PreparedDocument
+    from cluster.models.cache import resolve
     from cluster.settings import Settings
 
     settings = Settings()

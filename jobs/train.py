@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from cluster import training_data
-from cluster.adapters import AdapterError, AdapterRef, AdapterStore, check_name, fine_tuned_name
-from cluster.training_data import DatasetError, Example
+from cluster.training import datasets as training_data
+from cluster.store.adapters import AdapterError, AdapterRef, AdapterStore, check_name, fine_tuned_name
+from cluster.training.datasets import DatasetError, Example
 
 log = logging.getLogger("ragtune.jobs.train")
 
@@ -117,7 +117,7 @@ class Plan:
 
 def base_revision(path: str) -> str | None:
     """A base model's revision: the hub snapshot's commit, or a digest of a locally built model's manifest."""
-    from cluster.models import read_manifest
+    from cluster.models.cache import read_manifest
 
     manifest = read_manifest(Path(path))
     if manifest is not None:
@@ -134,7 +134,7 @@ def plan(config: TrainConfig) -> Plan:
     import torch
     from transformers import AutoTokenizer
 
-    from cluster.models import resolve
+    from cluster.models.cache import resolve
     from cluster.settings import Settings
 
     settings = Settings()

@@ -12,11 +12,11 @@ from ray.serve import Application
 
 from cluster.profiles import Autoscaling, Placement
 from cluster.settings import Settings
-from serve.dispatcher import FineTuneDispatcher
-from serve.embedder import Embedder
-from serve.ingress import Ingress
-from serve.llm import llm_server
-from serve.reranker import Reranker
+from serve.deployments.dispatcher import FineTuneDispatcher
+from serve.deployments.embedder import Embedder
+from serve.api.ingress import Ingress
+from serve.deployments.llm import llm_server
+from serve.deployments.reranker import Reranker
 
 
 # JSON lines with Serve's request id, deployment and replica on every record (and ragtune's request fields).

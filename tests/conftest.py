@@ -17,7 +17,7 @@ from cluster.settings import Settings
 if TYPE_CHECKING:
     from openai import OpenAI
 
-    from cluster.adapters import AdapterStore
+    from cluster.store.adapters import AdapterStore
 
 TEST_ENV = {
     "RAGTUNE_PORT": "8100",
@@ -57,7 +57,7 @@ def test_settings() -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def live(test_settings: Settings) -> Iterator[Settings]:
     """The running cluster; torn down (Ray head, database) at the end of the session."""
-    from cluster import local
+    from cluster.ops import local
 
     try:
         local.up(test_settings, echo=lambda line: print(f"[up] {line}", flush=True))
@@ -89,7 +89,7 @@ def api(live: Settings) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="session")
 def store(live: Settings) -> "AdapterStore":
-    from cluster.adapters import AdapterStore
+    from cluster.store.adapters import AdapterStore
 
     return AdapterStore(live.adapter_store_uri, live.adapter_cache_dir)
 
@@ -98,8 +98,8 @@ def store(live: Settings) -> "AdapterStore":
 def adapters(live: Settings, store: "AdapterStore") -> list[str]:
     """Three adapters with random weights: one more than the test profile's LoRA slots, so mixing them fills
     every slot."""
-    from cluster.adapters import random_adapters
-    from cluster.models import resolve
+    from cluster.store.adapters import random_adapters
+    from cluster.models.cache import resolve
 
     names = ["alpha", "beta", "gamma"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,7 +110,7 @@ def adapters(live: Settings, store: "AdapterStore") -> list[str]:
 
 
 def package_text(name: str) -> str:
-    from cluster.corpus import package_doc
+    from cluster.content.package_docs import package_doc
 
     doc = package_doc(name)
     assert doc is not None, f"package {name} has no description"

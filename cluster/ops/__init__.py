@@ -1,0 +1,1 @@
+"""Operating a cluster: local up/down/status, Ray Jobs submission, replica counts."""

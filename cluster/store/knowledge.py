@@ -1,0 +1,226 @@
+"""The knowledge base in Postgres: document upserts, listing, deletion, and hybrid search SQL.
+
+Used by the online path (the ingress) and the offline path (the ingestion job) alike; embeddings are computed
+by the caller, so this module needs only a pool. Writes are transactional: a changed document's chunks are
+replaced in the same transaction that updates its row, so a search sees the old chunks or the new ones, never
+a mix, and a failed batch writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Sequence
+
+import asyncpg
+import numpy as np
+
+from cluster.content.parsing import Chunk, NewDocument
+
+UpsertStatus = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class PreparedDocument:
+    """A document with its chunks embedded, ready to be written."""
+
+    document: NewDocument
+    chunks: Sequence[Chunk]
+    embeddings: np.ndarray
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    id: uuid.UUID
+    source: str
+    title: str
+    content_type: str
+    content_hash: str
+    metadata: dict[str, Any]
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    status: UpsertStatus
+    document: StoredDocument
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    sources: tuple[str, ...] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    chunk_id: int
+    document_id: uuid.UUID
+    source: str
+    title: str
+    ordinal: int
+    text: str
+    metadata: dict[str, Any]
+    vector_score: float | None
+    keyword_score: float | None
+    fused_score: float
+
+
+_DOC_COLUMNS = """d.id, d.source, d.title, d.content_type, d.content_hash, d.metadata, d.created_at, d.updated_at,
+    (SELECT count(*) FROM chunks c WHERE c.document_id = d.id) AS chunk_count"""
+
+
+def _stored(row: asyncpg.Record) -> StoredDocument:
+    meta = row["metadata"]
+    return StoredDocument(
+        id=row["id"], source=row["source"], title=row["title"], content_type=row["content_type"],
+        content_hash=row["content_hash"], metadata=json.loads(meta) if isinstance(meta, str) else meta,
+        chunk_count=row["chunk_count"], created_at=row["created_at"], updated_at=row["updated_at"])
+
+
+async def content_hashes(pool: asyncpg.Pool, sources: Sequence[str]) -> dict[str, str]:
+    """What is stored now for these sources: lets callers skip embedding unchanged documents."""
+    rows = await pool.fetch("SELECT source, content_hash FROM documents WHERE source = ANY($1::text[])", list(sources))
+    return {r["source"]: r["content_hash"] for r in rows}
+
+
+async def get_by_source(conn: asyncpg.Pool | asyncpg.Connection, source: str) -> StoredDocument | None:
+    row = await conn.fetchrow(f"SELECT {_DOC_COLUMNS} FROM documents d WHERE d.source = $1", source)
+    return _stored(row) if row else None
+
+
+async def write_documents(pool: asyncpg.Pool, prepared: Sequence[PreparedDocument],
+                          unchanged: Sequence[str] = ()) -> list[UpsertResult]:
+    """Create or replace every prepared document in ONE transaction; `unchanged` sources are only reported.
+
+    Rows are locked in source order so concurrent writers of overlapping batches cannot deadlock; a
+    document whose stored hash already equals the new one (written meanwhile by someone else) is left alone.
+    """
+    results: dict[str, UpsertResult] = {}
+    async with pool.acquire() as conn, conn.transaction():
+        for item in sorted(prepared, key=lambda p: p.document.source):
+            doc = item.document
+            current = await conn.fetchrow("SELECT id, content_hash FROM documents WHERE source = $1 FOR UPDATE",
+                                          doc.source)
+            if current is not None and current["content_hash"] == doc.content_hash:
+                status: UpsertStatus = "unchanged"
+                doc_id = current["id"]
+            elif current is not None:
+                status, doc_id = "updated", current["id"]
+                await conn.execute(
+                    "UPDATE documents SET title = $2, content_type = $3, content_hash = $4, content = $5, "
+                    "metadata = $6::jsonb, updated_at = now() WHERE id = $1",
+                    doc_id, doc.title, doc.content_type, doc.content_hash, doc.content, json.dumps(doc.metadata))
+                await conn.execute("DELETE FROM chunks WHERE document_id = $1", doc_id)
+            else:
+                status = "created"
+                doc_id = await conn.fetchval(
+                    "INSERT INTO documents (source, title, content_type, content_hash, content, metadata) "
+                    "VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING id",
+                    doc.source, doc.title, doc.content_type, doc.content_hash, doc.content, json.dumps(doc.metadata))
+            if status != "unchanged":
+                await conn.copy_records_to_table(
+                    "chunks", columns=["document_id", "ordinal", "text", "token_count", "embedding"],
+                    records=[(doc_id, c.ordinal, c.text, c.token_count, emb)
+                             for c, emb in zip(item.chunks, item.embeddings)])
+            stored = await get_by_source(conn, doc.source)
+            assert stored is not None
+            results[doc.source] = UpsertResult(status, stored)
+        for source in unchanged:
+            stored = await get_by_source(conn, source)
+            if stored is not None:
+                results[source] = UpsertResult("unchanged", stored)
+    order = [p.document.source for p in prepared] + list(unchanged)
+    return [results[s] for s in order if s in results]
+
+
+async def list_documents(pool: asyncpg.Pool, limit: int, offset: int) -> tuple[int, list[StoredDocument]]:
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        total = await conn.fetchval("SELECT count(*) FROM documents")
+        rows = await conn.fetch(f"SELECT {_DOC_COLUMNS} FROM documents d ORDER BY d.created_at, d.id "
+                                "LIMIT $1 OFFSET $2", limit, offset)
+    return total, [_stored(r) for r in rows]
+
+
+async def get_document(pool: asyncpg.Pool, doc_id: uuid.UUID) -> StoredDocument | None:
+    row = await pool.fetchrow(f"SELECT {_DOC_COLUMNS} FROM documents d WHERE d.id = $1", doc_id)
+    return _stored(row) if row else None
+
+
+async def document_chunks(pool: asyncpg.Pool, doc_id: uuid.UUID) -> list[Chunk]:
+    rows = await pool.fetch("SELECT ordinal, text, token_count FROM chunks WHERE document_id = $1 ORDER BY ordinal",
+                            doc_id)
+    return [Chunk(r["ordinal"], r["text"], r["token_count"]) for r in rows]
+
+
+async def delete_document(pool: asyncpg.Pool, doc_id: uuid.UUID) -> bool:
+    """Delete a document and (by cascade, in the same statement) all its chunks."""
+    return await pool.execute("DELETE FROM documents WHERE id = $1", doc_id) == "DELETE 1"
+
+
+async def counts(pool: asyncpg.Pool) -> tuple[int, int]:
+    row = await pool.fetchrow("SELECT (SELECT count(*) FROM documents) AS d, (SELECT count(*) FROM chunks) AS c")
+    return row["d"], row["c"]
+
+
+# ------------------------------------------------------------------------------------------------ search
+
+def _filter_sql(filters: SearchFilters, first_param: int) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if filters.sources:
+        params.append(list(filters.sources))
+        clauses.append(f"d.source = ANY(${first_param + len(params) - 1}::text[])")
+    if filters.metadata:
+        params.append(json.dumps(filters.metadata))
+        clauses.append(f"d.metadata @> ${first_param + len(params) - 1}::jsonb")
+    return (" AND ".join(clauses) if clauses else "TRUE"), params
+
+
+def hybrid_search_sql(filters: SearchFilters) -> tuple[str, list[Any]]:
+    """Vector top-k (HNSW, cosine) and full-text top-k (any query term), fused by reciprocal rank, in one query.
+
+    Parameters: $1 query embedding, $2 query text, $3 k, $4 RRF constant, then the filter values (returned).
+    """
+    where, params = _filter_sql(filters, 5)
+    join = "JOIN documents d ON d.id = c.document_id" if params else ""
+    vec_where = f"WHERE {where}" if params else ""
+    sql = f"""
+WITH vec AS (
+    SELECT id, 1 - distance AS score, row_number() OVER (ORDER BY distance, id) AS rank FROM (
+        SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c {join} {vec_where}
+        ORDER BY c.embedding <=> $1 LIMIT $3
+    ) v
+), q AS (
+    SELECT replace(plainto_tsquery('english', $2)::text, '&', '|')::tsquery AS query
+), kw AS (
+    SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM (
+        SELECT c.id, ts_rank_cd(c.tsv, q.query) AS score FROM chunks c {join} CROSS JOIN q
+        WHERE c.tsv @@ q.query AND {where}
+        ORDER BY score DESC, c.id LIMIT $3
+    ) k
+)
+SELECT c.id AS chunk_id, c.document_id, d.source, d.title, d.metadata, c.ordinal, c.text,
+       vec.score AS vector_score, kw.score AS keyword_score,
+       coalesce(1.0 / ($4 + vec.rank), 0) + coalesce(1.0 / ($4 + kw.rank), 0) AS fused_score
+FROM vec FULL OUTER JOIN kw ON kw.id = vec.id
+JOIN chunks c ON c.id = coalesce(vec.id, kw.id)
+JOIN documents d ON d.id = c.document_id
+ORDER BY fused_score DESC, c.id
+LIMIT $3"""
+    return sql, params
+
+
+async def hybrid_search(pool: asyncpg.Pool, embedding: np.ndarray, text: str, top_k: int, rrf_k: int = 60,
+                        filters: SearchFilters = SearchFilters()) -> list[Candidate]:
+    sql, filter_params = hybrid_search_sql(filters)
+    rows = await pool.fetch(sql, np.asarray(embedding, dtype=np.float32), text, top_k, rrf_k, *filter_params)
+    return [Candidate(
+        chunk_id=r["chunk_id"], document_id=r["document_id"], source=r["source"], title=r["title"],
+        ordinal=r["ordinal"], text=r["text"],
+        metadata=json.loads(r["metadata"]) if isinstance(r["metadata"], str) else r["metadata"],
+        vector_score=r["vector_score"], keyword_score=r["keyword_score"], fused_score=float(r["fused_score"]),
+    ) for r in rows]

@@ -1,0 +1,295 @@
+"""The fine-tuning dispatcher: the one loop that moves queued jobs onto Ray Jobs and follows them.
+
+Ray Jobs has no queue (many submissions at once starve the head), so jobs wait as rows in Postgres and this loop
+submits one only while the profile's concurrency and GPU budget allow. Each tick it also follows the running
+jobs: new log lines become events (step, loss, eval loss), a requested cancellation stops the Ray job, and a
+finished Ray job becomes succeeded (with its adapter, already published by the job), failed or cancelled.
+
+Restart safety: all state is in Postgres, and a job's Ray submission id is fixed at creation, so after a crash
+the next leader finds the job running, asks Ray about that id, and resubmits only if Ray never got it: no job is
+lost and none runs twice. One replica at a time leads (a Postgres advisory lock held on its own connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shlex
+from typing import Any, Callable, Protocol
+
+import asyncpg
+
+from cluster.store import db
+from cluster.store import fine_tuning as ft
+from cluster.store.adapters import AdapterStore
+from cluster.settings import Settings
+
+log = logging.getLogger("ray.serve.ragtune.dispatcher")
+
+LEADER_LOCK = 0x72616775  # one advisory lock id for the dispatcher leader
+PROGRESS = re.compile(r"^progress (.*)$")
+REFUSED = re.compile(r"^refused: (.*)$")
+KV = re.compile(r"(\w+)=(\S+)")
+
+
+class JobsClient(Protocol):
+    """The part of ray.job_submission.JobSubmissionClient the dispatcher uses (tests may pass a fake)."""
+
+    def submit_job(self, **kwargs: Any) -> str: ...
+    def get_job_info(self, job_id: str) -> Any: ...
+    def get_job_logs(self, job_id: str) -> str: ...
+    def stop_job(self, job_id: str) -> bool: ...
+
+
+def train_entrypoint(job: ft.FineTuningJob, training: ft.TrainingFile,
+                     validation: ft.TrainingFile | None) -> list[str]:
+    """`python -m jobs.train` flags for a queued job (hyperparameters were validated when it was created)."""
+    h = job.hyperparameters
+    args = ["python", "-m", "jobs.train", "--dataset", training.uri, "--adapter_name", job.adapter_name,
+            "--suffix", job.suffix or "custom", "--job_id", job.id, "--seed", str(job.seed)]
+    if validation is not None:
+        args += ["--eval_dataset", validation.uri]
+    flags = {"n_epochs": "--epochs", "batch_size": "--batch_size", "learning_rate": "--learning_rate",
+             "max_steps": "--max_steps", "lora_rank": "--rank", "lora_alpha": "--alpha",
+             "system_prompt": "--system_prompt", "max_length": "--max_length"}
+    for key, flag in flags.items():
+        if h.get(key) is not None:
+            args += [flag, str(h[key])]
+    return args
+
+
+def progress_events(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Job log lines -> (dedupe key, event) pairs; replaying the same lines yields the same keys."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    for line in lines:
+        line = line.strip()
+        if m := PROGRESS.match(line):
+            kv = dict(KV.findall(m.group(1)))
+            step, total = int(kv.get("step", 0)), int(kv.get("total", 0))
+            data: dict[str, Any] = {"step": step, "total_steps": total}
+            for key, name in (("loss", "train_loss"), ("eval_loss", "valid_loss"), ("tokens_per_s", "tokens_per_s"),
+                              ("eta_s", "eta_s"), ("lr", "learning_rate"), ("tokens", "tokens")):
+                if key in kv:
+                    data[name] = float(kv[key])
+            if kv.get("event") == "eval":
+                events.append((f"eval:{step}", {"type": "metrics", "data": data,
+                                                "message": f"Step {step}/{total}: validation loss={kv['eval_loss']}"}))
+            else:
+                events.append((f"step:{step}", {"type": "metrics", "data": data,
+                                                "message": f"Step {step}/{total}: training loss={kv.get('loss')}"}))
+        elif line.startswith("plan: ") or line.startswith("dataset: "):
+            events.append((line.split(":", 1)[0], {"message": line}))
+        elif m := REFUSED.match(line):
+            events.append(("refused", {"message": f"Training data refused: {m.group(1)}", "level": "error"}))
+    return events
+
+
+class Dispatcher:
+    """Owned by a Serve deployment (serve/app.py) or by tests; `start()` runs the loop until `stop()`."""
+
+    def __init__(self, settings: Settings, client: JobsClient | None = None,
+                 on_queue: Callable[[dict[str, int]], None] | None = None) -> None:
+        self.settings = settings
+        self.on_queue = on_queue  # told the jobs per state after every tick (the deployment exports it)
+        self.spec = settings.profile_spec.training
+        self.store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
+        self._client = client
+        self._task: asyncio.Task | None = None
+        self.pool: asyncpg.Pool | None = None
+        self.is_leader = False
+        self.ticks = 0
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Tick now rather than at the next poll (a job was created or cancelled)."""
+        self._woken.set()
+
+    async def _nap(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._woken.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._woken.clear()
+
+    @property
+    def client(self) -> JobsClient:
+        if self._client is None:
+            from ray.job_submission import JobSubmissionClient
+
+            self._client = JobSubmissionClient(self.settings.dashboard_url)
+        return self._client
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def _run(self) -> None:
+        interval = self.settings.fine_tuning.poll_interval_s
+        while True:
+            try:
+                await self._lead(interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - database or Ray down: log, back off, try again
+                log.exception("dispatcher: tick failed; retrying")
+                self.is_leader = False
+            await asyncio.sleep(interval)
+
+    async def _lead(self, interval: float) -> None:
+        """Hold the leader lock on a dedicated connection (released if this process dies) and tick forever."""
+        spec = self.settings.profile_spec.embedder
+        url = db.database_url(self.settings.database_url, self.settings.pgdata)
+        if self.pool is None:
+            self.pool = await db.connect(url, spec.dim, spec.model, max_size=3)
+        async with self.pool.acquire() as lock_conn:
+            while not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
+                await asyncio.sleep(interval)
+            self.is_leader = True
+            try:
+                while True:
+                    await self.tick()
+                    await self._nap(interval)
+            finally:
+                self.is_leader = False
+                await lock_conn.execute("SELECT pg_advisory_unlock($1)", LEADER_LOCK)
+
+    async def tick(self) -> None:
+        """Follow every running job, then start queued ones while the budget allows."""
+        assert self.pool is not None
+        for job in await ft.running_jobs(self.pool):
+            await self.follow(job)
+        while (job := await ft.claim_next(self.pool, self.spec.max_concurrent_jobs, self.spec.gpu_budget)):
+            await self.submit(job)
+        if self.on_queue is not None:
+            self.on_queue(await ft.queue_depth(self.pool))
+        self.ticks += 1
+
+    async def _ray(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(getattr(self.client, method), *args, **kwargs)
+
+    async def _ray_info(self, submission_id: str) -> Any | None:
+        try:
+            return await self._ray("get_job_info", submission_id)
+        except RuntimeError as exc:
+            if "404" in str(exc) or "does not exist" in str(exc):
+                return None
+            raise
+
+    async def submit(self, job: ft.FineTuningJob) -> None:
+        """Submit under the job's fixed submission id; if Ray already has it (a crash after submitting), keep it."""
+        assert self.pool is not None
+        training = await ft.get_file(self.pool, job.training_file)
+        validation = await ft.get_file(self.pool, job.validation_file) if job.validation_file else None
+        if training is None:
+            await ft.finish(self.pool, job.id, "failed", "Training file no longer exists", level="error",
+                            error={"code": "invalid_training_file", "message": "training file not found",
+                                   "param": "training_file"})
+            return
+        entrypoint = train_entrypoint(job, training, validation)
+        try:
+            await self._ray("submit_job", entrypoint=shlex.join(entrypoint), submission_id=job.ray_submission_id,
+                            runtime_env={"env_vars": self.settings.environment() | {"HF_HUB_OFFLINE": "1"}},
+                            entrypoint_num_cpus=self.spec.num_cpus,
+                            entrypoint_num_gpus=job.num_gpus or None,
+                            entrypoint_resources=self.spec.resources or None,
+                            metadata={"ragtune_job": job.id, "adapter": job.adapter_name})
+        except RuntimeError as exc:
+            if "already exists" not in str(exc):
+                raise
+        await ft.mark_submitted(self.pool, job.id)
+        log.info("dispatcher: submitted %s as Ray job %s", job.id, job.ray_submission_id)
+
+    async def follow(self, job: ft.FineTuningJob) -> None:
+        assert self.pool is not None
+        info = await self._ray_info(job.ray_submission_id)
+        if info is None:  # claimed, then the dispatcher died before Ray got it: submit now (same id)
+            if job.cancel_requested:
+                await ft.finish(self.pool, job.id, "cancelled", "Job cancelled before it started")
+            else:
+                await self.submit(job)
+            return
+        if job.submitted_at is None:
+            await ft.mark_submitted(self.pool, job.id)
+        await self._read_logs(job)
+        status = str(getattr(info.status, "value", info.status))
+        if job.cancel_requested and status in ("PENDING", "RUNNING"):
+            await self._ray("stop_job", job.ray_submission_id)
+            return
+        if status == "SUCCEEDED":
+            await self._succeeded(job)
+        elif status == "FAILED":
+            await self._failed(job, info)
+        elif status == "STOPPED":
+            await self._cancelled(job)
+
+    async def _read_logs(self, job: ft.FineTuningJob) -> None:
+        assert self.pool is not None
+        logs = await self._ray("get_job_logs", job.ray_submission_id)
+        new = logs[job.log_offset:]
+        complete = new[:new.rfind("\n") + 1]
+        if complete:
+            events = progress_events(complete.splitlines())
+            await ft.record_progress(self.pool, job.id, job.log_offset + len(complete), events)
+
+    async def _succeeded(self, job: ft.FineTuningJob) -> None:
+        assert self.pool is not None
+        ref = await asyncio.to_thread(self.store.get, job.adapter_name)
+        if ref is None or ref.metadata.get("job_id") != job.id:
+            await ft.finish(self.pool, job.id, "failed", "The training job ended without publishing its adapter",
+                            level="error", error={"code": "no_adapter", "message": "no adapter was published",
+                                                  "param": None})
+            return
+        metrics = {k: v for k, v in (ref.metadata.get("metrics") or {}).items() if k != "loss_history"}
+        await ft.finish(self.pool, job.id, "succeeded", f"New fine-tuned model created: {ref.name}",
+                        fine_tuned_model=ref.name, adapter_version=ref.version,
+                        trained_tokens=metrics.get("trained_tokens"), metrics=metrics)
+        log.info("dispatcher: %s succeeded: %s@%s", job.id, ref.name, ref.version)
+
+    async def _failed(self, job: ft.FineTuningJob, info: Any) -> None:
+        assert self.pool is not None
+        refused = await self.pool.fetchval(
+            "SELECT message FROM fine_tuning_events WHERE job_id = $1 AND dedupe_key = 'refused'", job.id)
+        code = "invalid_training_file" if refused or info.driver_exit_code == 2 else "training_failed"
+        message = refused or info.message or "the training job failed"
+        await ft.finish(self.pool, job.id, "failed", f"Fine-tuning job failed: {message}", level="error",
+                        error={"code": code, "message": message, "param": "training_file" if refused else None})
+
+    async def _cancelled(self, job: ft.FineTuningJob) -> None:
+        """Stopped by a cancellation. A job stopped after its atomic publish would leave an adapter behind: the
+        adapter is removed, so a cancelled job never leaves one."""
+        assert self.pool is not None
+        ref = await asyncio.to_thread(self.store.get, job.adapter_name)
+        if ref is not None and ref.metadata.get("job_id") == job.id:
+            await asyncio.to_thread(self.store.delete, job.adapter_name)
+        await ft.finish(self.pool, job.id, "cancelled", "Job cancelled; no adapter was published")
+
+
+class FineTuneDispatcher:
+    """The Serve deployment around `Dispatcher`: one replica on the head node, restarted by Serve if it dies."""
+
+    def __init__(self, settings: Settings) -> None:
+        from serve.observability.metrics import QueueMetrics
+
+        self.dispatcher = Dispatcher(settings, on_queue=QueueMetrics().set)
+        self.dispatcher.start()
+
+    async def wake(self) -> None:
+        self.dispatcher.wake()
+
+    async def status(self) -> dict[str, Any]:
+        return {"leader": self.dispatcher.is_leader, "ticks": self.dispatcher.ticks}
+
+    async def check_health(self) -> None:
+        task = self.dispatcher._task
+        if task is None or task.done():
+            raise RuntimeError("the dispatcher loop is not running")
+
+    async def __del__(self) -> None:
+        await self.dispatcher.stop()

@@ -1,0 +1,2 @@
+"""The public shapes: pydantic request/response models, one file per router; OpenAI-compatible ones use OpenAI's
+field names."""

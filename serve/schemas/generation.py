@@ -1,0 +1,230 @@
+"""OpenAI-compatible generation shapes (chat completions, completions, models), plus ragtune's extensions.
+
+The extensions are top-level fields the `openai` client passes through `extra_body` (route, retrieval
+options) and reads back from the response (`citations`, `timings`, `route`). Field names follow OpenAI's API
+exactly; fields OpenAI accepts that ragtune cannot honour are rejected with a 400 rather than ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from serve.schemas.common import SearchFiltersIn, StageTimings
+
+Route = Literal["rag", "finetuned", "hybrid", "plain"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(_Request):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Request):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class StreamOptions(_Request):
+    include_usage: bool = True
+
+
+class _GenerationRequest(_Request):
+    model: str = Field(..., min_length=1, description="The base model's id or an adapter's name (GET /v1/models).")
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: Literal[1] = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    user: str | None = None
+    ignore_eos: bool = Field(False, description="vLLM's extension: keep generating past end-of-sequence.")
+    # ragtune extensions (send with the openai client's `extra_body`).
+    route: Route | None = Field(None, description="rag | finetuned | hybrid | plain. Default: `rag` for the base "
+                                                  "model, `finetuned` for an adapter (`plain` on /v1/completions).")
+    top_k: int | None = Field(None, ge=1, description="Retrieval candidates before reranking (rag, hybrid).")
+    top_n: int | None = Field(None, ge=1, description="Sources placed in the prompt (rag, hybrid). Default 4.")
+    filters: SearchFiltersIn | None = None
+    rerank: bool | None = Field(None, description="Rerank candidates with the cross-encoder. Default: profile's.")
+
+    def stop_list(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+
+class ChatCompletionRequest(_GenerationRequest):
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ends_with_user(self) -> "ChatCompletionRequest":
+        if self.messages[-1].role != "user":
+            raise ValueError("the last message must have role 'user'")
+        if not self.messages[-1].text().strip():
+            raise ValueError("the last user message is empty")
+        return self
+
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(_GenerationRequest):
+    prompt: str | list[str] = Field(..., description="One prompt (a list of exactly one is accepted).")
+    echo: Literal[False] = False
+    logprobs: None = None
+    suffix: None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("exactly one prompt per request")
+        if not (value if isinstance(value, str) else value[0]).strip():
+            raise ValueError("the prompt is empty")
+        return value
+
+    def text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def token_limit(self) -> int | None:
+        return self.max_tokens
+
+
+# -------------------------------------------------------------------------------------------- responses
+
+class Citation(BaseModel):
+    """One source the answer cites as `[Source N]`."""
+
+    source_number: int = Field(..., description="The N in [Source N].")
+    document_id: str
+    source: str
+    title: str
+    chunk_ordinal: int
+    quote: str = Field(..., description="The cited span: text of the chunk that supports the answer.")
+    chunk_text: str
+    rerank_score: float | None
+    vector_score: float | None
+
+
+class GenerationTimings(StageTimings):
+    generate_ms: float = 0.0
+    ttft_ms: float | None = Field(None, description="Request start to the first generated text.")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class _RagtuneFields(BaseModel):
+    route: Route
+    citations: list[Citation] = Field(default_factory=list)
+    timings: GenerationTimings
+
+
+class ChatCompletion(_RagtuneFields):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class _StreamEvent(BaseModel):
+    id: str
+    created: int
+    model: str
+    usage: Usage | None = None
+    # Only on the final event (empty choices): what the non-streaming response carries at top level.
+    route: Route | None = None
+    citations: list[Citation] | None = None
+    timings: GenerationTimings | None = None
+
+
+class ChatCompletionChunk(_StreamEvent):
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    choices: list[ChunkChoice]
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class Completion(_RagtuneFields):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+
+
+class CompletionChunk(_StreamEvent):
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChoice]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    root: str | None = None
+    parent: str | None = Field(None, description="For an adapter: the base model it applies to.")
+    version: str | None = Field(None, description="For an adapter: its content version.")
+    metadata: dict[str, Any] | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,2 @@
+"""Pipelines behind the routers, without FastAPI: knowledge (search), generation (routes, prompts, citations), fine-
+tuning."""

@@ -1,0 +1,221 @@
+"""The generation routes behind the ingress: pick the model and route, retrieve, build the prompt, stream.
+
+rag:       embed -> hybrid search -> (rerank) -> relevance threshold -> sources in the prompt -> base model
+hybrid:    the same retrieval, a one-line system prompt, the adapter
+finetuned: the client's messages (plus the adapter's training system prompt, if it has one), the adapter
+plain:     the client's messages, the base model
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Literal
+
+import asyncpg
+from ray.serve.handle import DeploymentHandle
+
+from cluster.store.adapters import AdapterRef, AdapterStore
+from cluster.store.knowledge import SearchFilters
+from cluster.settings import Settings
+from serve.services import prompts
+from serve.services.citations import CitationTracker, SourceText
+from serve.api.errors import ApiError, bounded, invalid, not_found
+from serve.deployments.llm_protocol import (
+    Delta, Finished, GenerationRequest, Rejected, SamplingOptions, Started,
+)
+from serve.services.knowledge import KnowledgeService, RankedHit
+
+Route = Literal["rag", "finetuned", "hybrid", "plain"]
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    top_k: int
+    top_n: int
+    rerank: bool
+    filters: SearchFilters
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a generation needs, validated: the ingress builds it from the request body."""
+
+    route: Route
+    model: str  # what the client named, echoed back
+    adapter: AdapterRef | None
+    messages: list[dict[str, str]] | None  # chat; None for a raw completion prompt
+    prompt: str | None
+    sampling: SamplingOptions
+    retrieval: RetrievalOptions | None
+    request_id: str | None = None  # the HTTP request's id, carried into the engine's request id
+
+
+@dataclass
+class Answer:
+    """A streamed answer: iterate for text pieces; the summary fields are complete once iteration ends."""
+
+    route: Route
+    pieces: AsyncIterator[str]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    sources: dict[int, RankedHit] = field(default_factory=dict)
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float | None] = field(default_factory=dict)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)
+
+
+class GenerationService:
+    def __init__(self, settings: Settings, knowledge: KnowledgeService, llm: DeploymentHandle,
+                 store: AdapterStore, llm_tokenizer: Any) -> None:
+        self.settings = settings
+        self.spec = settings.llm_spec
+        self.retrieval = settings.profile_spec.retrieval
+        self.knowledge = knowledge
+        self.llm = llm
+        self.store = store
+        self.tokenizer = llm_tokenizer
+
+    # ----------------------------------------------------------------------------------- model and route
+
+    @property
+    def base_model(self) -> str:
+        return self.spec.served_name
+
+    def resolve_model(self, model: str) -> AdapterRef | None:
+        """None for the base model; the adapter's current version otherwise; 404 for anything else."""
+        if model in (self.base_model, self.spec.model):
+            return None
+        ref = self.store.get(model)
+        if ref is None:
+            raise not_found(f"The model {model!r} does not exist: it is neither the base model "
+                            f"({self.base_model!r}) nor an adapter in the store (GET /v1/models)", param="model")
+        return ref
+
+    def route_for(self, requested: Route | None, adapter: AdapterRef | None, default: Route) -> Route:
+        route = requested or ("finetuned" if adapter else default)
+        if route in ("finetuned", "hybrid") and adapter is None:
+            raise invalid(f"route {route!r} needs an adapter: set `model` to an adapter's name (GET /v1/models)",
+                          param="model", code="adapter_required")
+        if route in ("rag", "plain") and adapter is not None:
+            raise invalid(f"route {route!r} uses the base model {self.base_model!r}; for an adapter with retrieval "
+                          "use route 'hybrid', without retrieval 'finetuned'", param="route")
+        return route
+
+    def max_tokens(self, wanted: int | None) -> int | None:
+        limit = self.spec.max_model_len - 1
+        if wanted is not None and wanted > limit:
+            raise invalid(f"max_tokens is {wanted}; this model allows at most {limit}", param="max_tokens")
+        return wanted
+
+    def retrieval_options(self, top_k: int | None, top_n: int | None, rerank: bool | None,
+                          filters: SearchFilters) -> RetrievalOptions:
+        limits = self.settings.search
+        top_k = bounded(top_k, self.retrieval.top_k, limits.max_top_k, "top_k")
+        top_n = bounded(top_n, min(self.retrieval.top_n, top_k), limits.max_top_n, "top_n")
+        if top_n > top_k:
+            raise invalid(f"top_n ({top_n}) must not exceed top_k ({top_k})", param="top_n")
+        return RetrievalOptions(top_k, top_n, self.retrieval.rerank if rerank is None else rerank, filters)
+
+    # ----------------------------------------------------------------------------------------- retrieval
+
+    def _relevant(self, hit: RankedHit) -> bool:
+        score = hit.rerank_score if self.retrieval.relevance == "rerank" else hit.candidate.vector_score
+        return score is not None and score >= self.retrieval.min_relevance
+
+    def _within_budget(self, hits: list[RankedHit]) -> list[RankedHit]:
+        kept, used = [], 0
+        for hit in hits:
+            n = len(self.tokenizer(hit.candidate.text, add_special_tokens=False)["input_ids"]) + 16
+            if kept and used + n > self.retrieval.max_context_tokens:
+                break
+            kept.append(hit)
+            used += n
+        return kept
+
+    # --------------------------------------------------------------------------------------------- answer
+
+    async def answer(self, plan: Plan, pool: asyncpg.Pool | None) -> Answer:
+        """Retrieval and the LLM's first event happen here, so errors surface before any response starts."""
+        started = time.perf_counter()
+        timings: dict[str, float | None] = {"embed_ms": 0.0, "search_ms": 0.0, "rerank_ms": 0.0}
+        messages, sources = plan.messages, {}
+        if plan.retrieval is not None:
+            assert pool is not None
+            question = messages[-1]["content"] if messages else (plan.prompt or "")
+            r = plan.retrieval
+            outcome = await self.knowledge.search(pool, question, r.top_k, r.top_n, r.rerank, r.filters)
+            timings.update(embed_ms=outcome.embed_ms, search_ms=outcome.search_ms, rerank_ms=outcome.rerank_ms)
+            hits = self._within_budget([h for h in outcome.hits if self._relevant(h)])
+            sources = {i: h for i, h in enumerate(hits, start=1)}
+            if not sources and plan.route == "rag":
+                timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
+                return Answer(plan.route, _single(prompts.NOT_FOUND), finish_reason="stop", timings=timings)
+            conversation = messages or [{"role": "user", "content": plan.prompt or ""}]
+            if sources:
+                blocks = [prompts.source_block(n, h.candidate.title, h.candidate.text) for n, h in sources.items()]
+                system = prompts.RAG_SYSTEM if plan.route == "rag" else prompts.HYBRID_SYSTEM
+                messages = prompts.with_sources(conversation, blocks, system)
+            else:  # hybrid with nothing relevant: the adapter answers on its own
+                messages = prompts.as_chat(conversation, plan.adapter.metadata.get("system_prompt")
+                                           if plan.adapter else None)
+        elif messages is not None:
+            default_system = plan.adapter.metadata.get("system_prompt") if plan.adapter else None
+            messages = prompts.as_chat(messages, default_system)
+
+        # Unique per engine even if a client reuses its X-Request-ID; greppable by the HTTP request's id.
+        request = GenerationRequest(request_id=f"{plan.request_id or 'gen'}-{uuid.uuid4().hex[:12]}",
+                                    messages=tuple(messages) if messages is not None else None,
+                                    prompt=None if messages is not None else plan.prompt,
+                                    adapter=plan.adapter.model_id if plan.adapter else None, sampling=plan.sampling)
+        handle = self.llm.options(stream=True, multiplexed_model_id=request.adapter or "")
+        t_generate = time.perf_counter()
+        events = handle.generate.remote(request)
+        first = await events.__anext__()
+        if isinstance(first, Rejected):
+            events.cancel()
+            raise ApiError(first.status, first.message, param=first.param, code=first.code)
+        assert isinstance(first, Started)
+        answer = Answer(plan.route, _single(""), prompt_tokens=first.prompt_tokens, sources=sources, timings=timings)
+        answer.pieces = self._stream(answer, events, started, t_generate)
+        return answer
+
+    async def _stream(self, answer: Answer, events: Any, started: float, t_generate: float) -> AsyncIterator[str]:
+        tracker = CitationTracker([SourceText(n, h.candidate.text) for n, h in answer.sources.items()])
+        try:
+            async for event in events:
+                if isinstance(event, Delta):
+                    if answer.timings.get("ttft_ms") is None:
+                        answer.timings["ttft_ms"] = _ms(started)
+                    text = tracker.feed(event.text) if answer.sources else event.text
+                    if text:
+                        yield text
+                elif isinstance(event, Finished):
+                    answer.finish_reason = event.finish_reason
+                    answer.completion_tokens = event.completion_tokens
+            tail = tracker.finish() if answer.sources else ""
+            if tail:
+                yield tail
+        finally:
+            events.cancel()  # a no-op when the stream ended; stops the engine when the client went away
+        answer.timings["generate_ms"] = _ms(t_generate)
+        answer.timings["total_ms"] = _ms(started)
+        answer.citations = [self._citation(c.number, c.quote, answer.sources[c.number])
+                            for c in sorted(tracker.cited.values(), key=lambda c: c.number)]
+
+    @staticmethod
+    def _citation(number: int, quote: str, hit: RankedHit) -> dict[str, Any]:
+        c = hit.candidate
+        return {"source_number": number, "document_id": str(c.document_id), "source": c.source, "title": c.title,
+                "chunk_ordinal": c.ordinal, "quote": quote or c.text, "chunk_text": c.text,
+                "rerank_score": hit.rerank_score, "vector_score": c.vector_score}
+
+
+async def _single(text: str) -> AsyncIterator[str]:
+    if text:
+        yield text

@@ -1,0 +1,1 @@
+"""Fast tests: no cluster and no engine (some read a prepared tokenizer)."""
