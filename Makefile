@@ -49,8 +49,9 @@ demo: models
 test: models
 	$(BIN)/pytest -q
 
-test-unit: setup
-	$(BIN)/pytest -m "not integration" -q
+# tests/unit: no cluster and no engine (a few read the prepared embedder's tokenizer).
+test-unit: models
+	$(BIN)/pytest tests/unit -q
 
 # Every comparison in one run (about 15 minutes on 2 cores); rewrites docs/benchmarks.md.
 bench: models

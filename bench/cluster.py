@@ -53,11 +53,12 @@ def bench_cluster() -> Iterator[Any]:
 def publish_random_adapters(settings: Any, prefix: str, count: int, rank: int = 16) -> list[Any]:
     """`count` LoRA adapters with random weights on every projection (seeds 1..count), published to the
     cluster's store as `<prefix>-0`, `<prefix>-1`, ...: they cost what trained adapters of that rank cost to serve."""
-    from cluster.store.adapters import AdapterStore, random_adapters
+    from cluster.models.random_adapters import random_adapters
+    from cluster.store.adapters import AdapterStore
     from cluster.models.cache import resolve
 
     spec = settings.llm_spec
-    store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
+    store = AdapterStore.from_settings(settings)
     made = random_adapters(resolve(spec.model, settings.models_dir), settings.state_dir / f"{prefix}-adapters",
                            seeds=list(range(1, count + 1)), rank=rank)
     return [store.put(f"{prefix}-{i}", path, {"base_model": spec.served_name}) for i, path in enumerate(made)]

@@ -12,53 +12,45 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from bench.cluster import bench_cluster, machine, write_report
-from cluster.demo import extraction as extraction_task
-
-
-def _api(client: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    response = client.request(method, path, **kwargs)
-    response.raise_for_status()
-    return response.json()
+from cluster.cli.client import RagtuneClient
+from cluster.demo import extraction
 
 
 def run(url: str, dashboard_url: str, epochs: int, lr_multiplier: float, n_train: int, n_test: int) -> dict:
     from ray.job_submission import JobSubmissionClient
 
-    train_set, test = extraction_task.split(n_train, n_test)
-    with httpx.Client(base_url=url, timeout=600) as client:
-        base = next(m["id"] for m in _api(client, "GET", "/v1/models")["data"] if not m.get("parent"))
-        uploaded = _api(client, "POST", "/v1/files", data={"purpose": "fine-tune"},
-                        files={"file": ("json-extract.jsonl", extraction_task.jsonl(train_set))})
-        job = _api(client, "POST", "/v1/fine_tuning/jobs", json={
+    train_set, test = extraction.split(n_train, n_test)
+    with RagtuneClient(url) as client:
+        base = client.base_model()
+        uploaded = client.request("POST", "/v1/files", data={"purpose": "fine-tune"},
+                                  files={"file": ("json-extract.jsonl", extraction.jsonl(train_set))})
+        job = client.request("POST", "/v1/fine_tuning/jobs", json={
             "model": base, "training_file": uploaded["id"], "suffix": "json-extract",
-            "system_prompt": extraction_task.SYSTEM_PROMPT,
+            "system_prompt": extraction.SYSTEM_PROMPT,
             "hyperparameters": {"n_epochs": epochs, "batch_size": 8, "learning_rate_multiplier": lr_multiplier}})
         submitted = time.monotonic()
-        while (job := _api(client, "GET", f"/v1/fine_tuning/jobs/{job['id']}"))["status"] in ("queued", "running"):
+        while (job := client.request("GET", f"/v1/fine_tuning/jobs/{job['id']}"))["status"] in ("queued", "running"):
             time.sleep(0.1)
         observed = time.monotonic()
         assert job["status"] == "succeeded", job
         adapter = job["fine_tuned_model"]
-        first = extraction_task.complete(url, adapter, [test[0][0]], "finetuned", max_tokens=1)
+        first = [client.reply(adapter, extraction.prompt(test[0][0]), "finetuned", max_tokens=1)]
         first_token_s, first_token_wall = time.monotonic() - observed, time.time()
         ray_end = JobSubmissionClient(dashboard_url).get_job_info(f"ragtune-{job['id']}").end_time / 1000
         from_ray_end_s = first_token_wall - ray_end  # includes the dispatcher noticing (it polls every second)
         sentences, records = [t[0] for t in test], [t[1] for t in test]
-        base_out = extraction_task.complete(url, base, sentences, "plain", extraction_task.SYSTEM_PROMPT)
-        tuned_out = extraction_task.complete(url, adapter, sentences, "finetuned")
+        base_out = extraction.complete(lambda m: client.reply(base, m, "plain"), sentences, extraction.SYSTEM_PROMPT)
+        tuned_out = extraction.complete(lambda m: client.reply(adapter, m, "finetuned"), sentences)
     metrics = job["metrics"]
     return {
         "base": base, "adapter": adapter, "train_examples": len(train_set), "held_out": len(test),
         "epochs": epochs, "learning_rate": 2e-4 * lr_multiplier, "batch_size": 8, "first_reply": first[0],
         "queue_to_success_s": round(observed - submitted, 1), "train_metrics": metrics,
         "success_to_first_token_s": round(first_token_s, 2), "ray_end_to_first_token_s": round(from_ray_end_s, 2),
-        "quality": {"base": extraction_task.score(base_out, records),
-                    "tuned": extraction_task.score(tuned_out, records)},
+        "quality": {"base": extraction.score(base_out, records),
+                    "tuned": extraction.score(tuned_out, records)},
         "samples": [{"input": s, "base": b, "tuned": t} for s, b, t in list(zip(sentences, base_out, tuned_out))[:3]],
     }
 

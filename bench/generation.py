@@ -77,7 +77,7 @@ async def bench_raw(settings, adapters: dict[str, Path], jobs: list[tuple[str, s
     from vllm.sampling_params import RequestOutputKind
 
     from cluster.models.cache import resolve
-    from serve.deployments.llm import build_engine
+    from serve.deployments.llm_engine import build_engine
 
     spec = settings.llm_spec
     path = resolve(spec.model, settings.models_dir)
@@ -202,7 +202,7 @@ def main() -> None:
             "machine": machine(), "profile": settings.profile,
             "model": spec.model, "dtype": spec.dtype, "max_loras": spec.max_loras, "clients": args.clients,
             "requests": args.requests, "max_tokens": args.max_tokens, "stream_interval": spec.stream_interval}
-        store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
+        store = AdapterStore.from_settings(settings)
         refs = publish_random_adapters(settings, "bench", 2)
         adapters = {ref.name: store.local_copy(ref.name, ref.version) for ref in refs}
         names = sorted(adapters)

@@ -72,8 +72,7 @@ async def grow_to(settings, target_chunks: int) -> int:  # noqa: ANN001
     from cluster.store import db
 
     spec = settings.profile_spec.embedder
-    url = db.database_url(settings.database_url, settings.pgdata)
-    pool = await db.connect(url, spec.dim, spec.model)
+    pool = await db.open_pool(settings)
     # Copy the real chunks only (not earlier copies), numbering new copies after the ones already there.
     rows = await pool.fetch("SELECT text, token_count, embedding FROM chunks WHERE document_id IN "
                             "(SELECT id FROM documents WHERE NOT metadata ? 'synthetic')")
@@ -118,7 +117,7 @@ async def bench_search(client: httpx.Client, settings, n_queries: int) -> dict: 
     model = SentenceTransformer(resolve(spec.model, settings.models_dir), device="cpu")
     vectors = model.encode(queries, normalize_embeddings=True)
     del model
-    pool = await db.connect(db.database_url(settings.database_url, settings.pgdata), spec.dim, spec.model)
+    pool = await db.open_pool(settings)
     top_k = settings.search.default_top_k
     for q, v in zip(queries[:5], vectors[:5]):  # warm both paths
         await knowledge.hybrid_search(pool, v, q, top_k)
@@ -158,7 +157,7 @@ async def hnsw_recall(settings, queries: list[str], k: int = 10) -> dict:  # noq
     vectors = model.encode(queries, normalize_embeddings=True)
     del model
     sql = "SELECT id, embedding <=> $1 AS distance FROM chunks ORDER BY embedding <=> $1 LIMIT $2"
-    pool = await db.connect(db.database_url(settings.database_url, settings.pgdata), spec.dim, spec.model)
+    pool = await db.open_pool(settings)
     recalls, hnsw_ms, exact_ms = [], [], []
     async with pool.acquire() as conn:
         for v in vectors:
@@ -184,8 +183,7 @@ async def recall_queries(settings, n: int) -> list[str]:  # noqa: ANN001
     """The natural-language queries, then the first words of stored chunks (sampled with a fixed seed)."""
     from cluster.store import db
 
-    spec = settings.profile_spec.embedder
-    pool = await db.connect(db.database_url(settings.database_url, settings.pgdata), spec.dim, spec.model)
+    pool = await db.open_pool(settings)
     texts = [r["text"] for r in await pool.fetch(
         "SELECT text FROM chunks WHERE document_id IN (SELECT id FROM documents WHERE NOT metadata ? 'synthetic') "
         "ORDER BY md5(id::text) LIMIT $1", n)]

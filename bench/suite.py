@@ -67,7 +67,7 @@ def main() -> None:
             "reranker": {"model": profile.reranker.model, "dtype": profile.reranker.dtype,
                          "max_batch_size": profile.reranker.max_batch_size},
             "settings": vars(args) | {"out": str(args.out), "doc": str(args.doc)}}
-        store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
+        store = AdapterStore.from_settings(settings)
         refs = publish_random_adapters(settings, "bench", 4)
         names = [ref.name for ref in refs]
         with httpx.Client(base_url=settings.http_url, timeout=600) as client:

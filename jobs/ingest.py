@@ -2,7 +2,8 @@
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m jobs.ingest DIR
 
-Files are chunked here with the embedder's tokenizer, embedded through the running `Embedder` deployment
+Each file goes through the one ingest pipeline (`cluster/content/ingest.py`, the same as `POST /v1/documents`):
+chunked here with the embedder's tokenizer, embedded through the running `Embedder` deployment
 (so its dynamic batching and autoscaling apply), and written one document per transaction: a failure in one
 file never leaves a half-written document, and unchanged files are skipped without embedding.
 Progress (files, chunks, chunks/s) is logged every few seconds; the exit code is non-zero if any file failed.
@@ -56,54 +57,36 @@ def find_files(config: IngestConfig) -> list[Path]:
 
 
 async def run(config: IngestConfig) -> Progress:
-    import numpy as np
     import ray
     from ray import serve
-    from transformers import AutoTokenizer
 
-    from cluster.store import db, knowledge
-    from cluster.content.parsing import Chunker, DocumentError, build_document, decode_text
-    from cluster.store.knowledge import PreparedDocument
-    from cluster.models.cache import resolve
+    from cluster.content.ingest import Ingester
+    from cluster.content.parsing import DocumentError
+    from cluster.ops.handles import EmbedderClient
     from cluster.settings import Settings
+    from cluster.store import db
 
     settings = Settings()
-    profile = settings.profile_spec
     files = find_files(config)
     progress = Progress(files_total=len(files))
     print(f"ingesting {len(files)} files from {config.directory} (profile {settings.profile})", flush=True)
     if not ray.is_initialized():
         ray.init(address="auto", log_to_driver=False)
-    embedder = serve.get_deployment_handle("Embedder", app_name=settings.app_name)
-    tokenizer = AutoTokenizer.from_pretrained(resolve(profile.embedder.model, settings.models_dir))
-    chunker = Chunker(tokenizer, profile.chunking.chunk_tokens, profile.chunking.overlap_tokens)
-    url = db.database_url(settings.database_url, settings.pgdata)
-    pool = await db.connect(url, profile.embedder.dim, profile.embedder.model)
-    batch = profile.embedder.max_batch_size
+    embedder = EmbedderClient(serve.get_deployment_handle("Embedder", app_name=settings.app_name),
+                              settings.profile_spec.embedder.max_batch_size)
+    ingester = Ingester.from_settings(settings, embedder.embed)
+    pool = await db.open_pool(settings)
     gate = asyncio.Semaphore(config.concurrency)
 
     async def one(path: Path) -> None:
         async with gate:
             source = str(path.relative_to(config.directory))
             try:
-                raw = path.read_bytes()
-                if len(raw) > settings.ingest.max_document_bytes:
-                    raise DocumentError(f"{len(raw)} bytes exceeds the limit of {settings.ingest.max_document_bytes}")
-                doc, chunks = build_document(chunker, decode_text(raw, source), source=source,
-                                             content_type=SUFFIX_TYPES.get(path.suffix.lower()),
-                                             metadata={"path": str(path)},
-                                             max_chunks=settings.ingest.max_chunks_per_document)
-                stored = await knowledge.content_hashes(pool, [source])
-                if stored.get(source) == doc.content_hash:
-                    progress.unchanged += 1
-                    return
-                texts = [c.text for c in chunks]
-                parts = await asyncio.gather(*(embedder.embed.remote(texts[i:i + batch])
-                                               for i in range(0, len(texts), batch)))
-                prepared = PreparedDocument(doc, chunks, np.concatenate(parts))
-                result = (await knowledge.write_documents(pool, [prepared]))[0]
+                document = ingester.prepare_file(path.read_bytes(), source, SUFFIX_TYPES.get(path.suffix.lower()),
+                                                 metadata={"path": str(path)})
+                result = (await ingester.write(pool, [document]))[0]
                 setattr(progress, result.status, getattr(progress, result.status) + 1)
-                progress.chunks += len(chunks) if result.status != "unchanged" else 0
+                progress.chunks += len(document.chunks) if result.status != "unchanged" else 0
             except (DocumentError, OSError) as exc:
                 progress.failed.append(f"{source}: {exc}")
                 print(f"FAILED {source}: {exc}", flush=True)

@@ -4,7 +4,7 @@
         python -m jobs.train --config train.yaml          # or flags: --dataset data.jsonl --suffix mytask
 
 The classic SFT recipe with trl: JSONL (`{instruction, input, output}` or `{messages}`, see
-cluster/training_data.py) formatted with the base model's chat template, LoRA r=16 / alpha=32 / dropout 0.05 on
+cluster/training/datasets.py) formatted with the base model's chat template, LoRA r=16 / alpha=32 / dropout 0.05 on
 every attention and MLP projection, cosine schedule with warmup, loss on the completion only, an eval split.
 The profile picks the method (`qlora` on GPUs: 4-bit nf4 base, double quantization, bf16 compute, paged 8-bit
 AdamW; `lora` on CPU); a config may override it, and the choice is logged and written into the adapter's
@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from cluster.training import datasets as training_data
 from cluster.store.adapters import AdapterError, AdapterRef, AdapterStore, check_name, fine_tuned_name
+from cluster.training import datasets
 from cluster.training.datasets import DatasetError, Example
+from cluster.training.progress import note_line, progress_line
 
 log = logging.getLogger("ragtune.jobs.train")
 
@@ -141,11 +142,11 @@ def plan(config: TrainConfig) -> Plan:
     spec = settings.profile_spec.training
     with fsspec.open(config.dataset, "rb") as fh:
         data = fh.read()
-    examples = training_data.parse(data, config.system_prompt, name=config.dataset)
+    examples = datasets.parse(data, config.system_prompt, name=config.dataset)
     base_model = config.base_model or settings.llm_spec.model
     base_path = resolve(base_model, settings.models_dir)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
-    lengths = training_data.check_lengths(examples, tokenizer, config.max_length, name=config.dataset)
+    lengths = datasets.check_lengths(examples, tokenizer, config.max_length, name=config.dataset)
     rng = random.Random(config.seed)
     order = list(range(len(examples)))
     rng.shuffle(order)
@@ -154,8 +155,8 @@ def plan(config: TrainConfig) -> Plan:
     eval_examples = [examples[i] for i in order if i in held]
     if config.eval_dataset:
         with fsspec.open(config.eval_dataset, "rb") as fh:
-            eval_examples = training_data.parse(fh.read(), config.system_prompt, name=config.eval_dataset)
-        training_data.check_lengths(eval_examples, tokenizer, config.max_length, name=config.eval_dataset)
+            eval_examples = datasets.parse(fh.read(), config.system_prompt, name=config.eval_dataset)
+        datasets.check_lengths(eval_examples, tokenizer, config.max_length, name=config.eval_dataset)
     name = config.adapter_name or fine_tuned_name(base_model, config.suffix,
                                                   (config.job_id or uuid.uuid4().hex).removeprefix("ftjob-")[:8])
     method = config.method or spec.method
@@ -163,27 +164,37 @@ def plan(config: TrainConfig) -> Plan:
                 compute_dtype=spec.compute_dtype, optim=spec.optim,
                 batch_size=config.batch_size or spec.batch_size, gradient_checkpointing=spec.gradient_checkpointing,
                 adapter_name=name, train=[examples[i] for i in order if i not in held], eval=eval_examples,
-                dataset_sha256=training_data.digest(data), dataset_tokens=sum(lengths),
+                dataset_sha256=datasets.digest(data), dataset_tokens=sum(lengths),
                 on_gpu=torch.cuda.is_available())
 
 
-def load_model(p: Plan) -> Any:
-    """The base model as the method wants it: 4-bit nf4 (double quantization) for qlora, full precision for lora."""
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+def model_config(p: Plan) -> Any:
+    """The run as trl's ModelConfig, so trl builds the LoRA and bitsandbytes configs (get_peft_config,
+    get_quantization_config): qlora = 4-bit nf4 base with double quantization, compute in the profile's dtype."""
+    from trl import ModelConfig
 
-    dtype = getattr(torch, p.compute_dtype)
-    if p.method == "qlora":
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=dtype)
-        return AutoModelForCausalLM.from_pretrained(p.base_path, quantization_config=quant, dtype=dtype,
-                                                    device_map={"": 0 if p.on_gpu else "cpu"})
-    return AutoModelForCausalLM.from_pretrained(p.base_path, dtype=dtype)
+    c = p.config
+    return ModelConfig(model_name_or_path=p.base_path, dtype=p.compute_dtype, use_peft=True, lora_r=c.rank,
+                       lora_alpha=c.alpha, lora_dropout=c.dropout, lora_target_modules=list(c.target_modules),
+                       lora_task_type="CAUSAL_LM", load_in_4bit=p.method == "qlora", bnb_4bit_quant_type="nf4",
+                       use_bnb_nested_quant=True)
+
+
+def load_model(p: Plan) -> Any:
+    """The base model as the method wants it: quantized by trl's config for qlora, full precision for lora."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl import get_quantization_config
+
+    quant = get_quantization_config(model_config(p))
+    device_map = {"": 0 if p.on_gpu else "cpu"} if quant is not None else None
+    return AutoModelForCausalLM.from_pretrained(p.base_path, quantization_config=quant,
+                                                dtype=getattr(torch, p.compute_dtype), device_map=device_map)
 
 
 class ProgressLog:
     """A TrainerCallback printing one line per logging step (step, loss, eval loss, tokens/s, ETA): people read
-    it in `ray job logs`, and the fine-tuning dispatcher turns it into job events (`key=value` pairs)."""
+    it in `ray job logs`, and the fine-tuning dispatcher turns it into job events (`cluster.training.progress`)."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -220,22 +231,15 @@ class ProgressLog:
                  "eta_s": elapsed / max(step, 1) * (total - step)}
         if "loss" in logs:
             self.history.append({k: v for k, v in entry.items() if v is not None})
-        print("progress " + " ".join(f"{k}={_fmt(v)}" for k, v in entry.items() if v is not None), flush=True)
-
-
-def _fmt(value: float | str) -> str:
-    if isinstance(value, (int, str)):
-        return str(value)
-    return f"{value:.3e}" if 0 < abs(value) < 1e-3 else f"{value:.4f}" if abs(value) < 100 else f"{value:.0f}"
+        print(progress_line(entry), flush=True)
 
 
 def train(p: Plan, output_dir: Path, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train and save the PEFT adapter to `output_dir`; returns the metrics."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoTokenizer, PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig, SFTTrainer, get_peft_config
 
     from cluster.settings import Settings
 
@@ -265,8 +269,7 @@ def train(p: Plan, output_dir: Path, callbacks: Sequence[Any] = ()) -> dict[str,
         disable_tqdm=True, seed=c.seed, data_seed=c.seed, use_cpu=not p.on_gpu, dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
     )
-    peft_config = LoraConfig(r=c.rank, lora_alpha=c.alpha, lora_dropout=c.dropout, task_type="CAUSAL_LM",
-                             target_modules=list(c.target_modules))
+    peft_config = get_peft_config(model_config(p))
     progress = ProgressLog()
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
@@ -330,12 +333,12 @@ def run(p: Plan, callbacks: Sequence[Any] = ()) -> AdapterRef:
     settings = Settings()
     config = p.config
     base = "4-bit nf4 base, double quant, " if p.method == "qlora" else "full-precision base, "
-    print(f"plan: method={p.method} ({base}"
-          f"{p.compute_dtype} compute, optim {p.optim}) on {'GPU' if p.on_gpu else 'CPU'}; base {p.base_model}; "
-          f"adapter {p.adapter_name}", flush=True)
-    print(f"dataset: {config.dataset} sha256 {p.dataset_sha256[:16]}: {len(p.train)} train / {len(p.eval)} eval "
-          f"examples, {p.dataset_tokens} tokens", flush=True)
-    store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
+    where = "GPU" if p.on_gpu else "CPU"
+    print(note_line("plan", f"method={p.method} ({base}{p.compute_dtype} compute, optim {p.optim}) on {where}; "
+                            f"base {p.base_model}; adapter {p.adapter_name}"), flush=True)
+    print(note_line("dataset", f"{config.dataset} sha256 {p.dataset_sha256[:16]}: {len(p.train)} train / "
+                               f"{len(p.eval)} eval examples, {p.dataset_tokens} tokens"), flush=True)
+    store = AdapterStore.from_settings(settings)
     with tempfile.TemporaryDirectory(prefix="ragtune-train-") as tmp:
         metrics = train(p, Path(tmp), callbacks)
         ref = store.put(p.adapter_name, Path(tmp) / "adapter", metadata(p, metrics))
@@ -359,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         p = plan(parse_args(argv))
     except (DatasetError, ValueError, AdapterError, OSError) as exc:
-        print(f"refused: {exc}", file=sys.stderr, flush=True)
+        print(note_line("refused", str(exc)), file=sys.stderr, flush=True)
         return EXIT_REFUSED
     run(p)  # a failure here is a traceback in the job's log and exit code 1
     return 0

@@ -12,10 +12,10 @@ from ray.serve import Application
 
 from cluster.profiles import Autoscaling, Placement
 from cluster.settings import Settings
+from serve.api.ingress import Ingress
 from serve.deployments.dispatcher import FineTuneDispatcher
 from serve.deployments.embedder import Embedder
-from serve.api.ingress import Ingress
-from serve.deployments.llm import llm_server
+from serve.deployments.llm import LLMServer
 from serve.deployments.reranker import Reranker
 
 
@@ -50,9 +50,7 @@ def build(args: dict[str, Any] | None = None) -> Application:
     profile = settings.profile_spec
     embedder = serve.deployment(Embedder).options(**deployment_options("Embedder", profile.embedder.placement))
     reranker = serve.deployment(Reranker).options(**deployment_options("Reranker", profile.reranker.placement))
-    llm_spec = settings.llm_spec
-    llm = serve.deployment(llm_server(llm_spec.max_cpu_loras)).options(
-        **deployment_options("LLMServer", llm_spec.placement))
+    llm = serve.deployment(LLMServer).options(**deployment_options("LLMServer", settings.llm_spec.placement))
     # Exactly one dispatcher, on the head node (where the Ray Jobs API is); Serve restarts it if it dies.
     dispatcher = serve.deployment(FineTuneDispatcher).options(
         name="FineTuneDispatcher", num_replicas=1, max_ongoing_requests=64, health_check_period_s=10,

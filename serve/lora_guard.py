@@ -24,8 +24,6 @@ import torch
 
 log = logging.getLogger("ragtune.lora_guard")
 
-_MARK = "__ragtune_lora_op__"
-
 
 def lora_rows(inputs: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Row i of the result is inputs[i] @ weights[indices[i]].T, or zeros where indices[i] < 0."""
@@ -76,8 +74,6 @@ def bgmv_expand_slice(inputs: torch.Tensor, lora_b_weights: torch.Tensor, output
 
 
 _OPS = {"bgmv_shrink": bgmv_shrink, "bgmv_expand": bgmv_expand, "bgmv_expand_slice": bgmv_expand_slice}
-for _op in _OPS.values():
-    setattr(_op, _MARK, True)
 
 
 def install() -> None:
@@ -95,8 +91,3 @@ def install() -> None:
                 setattr(module, name, op)
     log.info("ragtune LoRA ops installed: grouped by adapter, no LoRA for tokens without an adapter")
 
-
-def installed() -> bool:
-    from vllm.lora.punica_wrapper import punica_cpu
-
-    return all(getattr(getattr(punica_cpu, name), _MARK, False) for name in _OPS)

@@ -1,5 +1,6 @@
-"""Fixtures: one real local cluster (Ray head, embedded Postgres+pgvector, the Serve app with the real embedder
-and reranker) per test session, on its own ports and state directory so it never touches a running demo."""
+"""Fixtures: one real local cluster (Ray head, embedded Postgres+pgvector, the Serve app with the real models) per
+test session, on its own ports and state directory so it never touches a running demo. Only tests that ask for
+`live` (or a fixture built on it) start it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from cluster.settings import Settings
+from tests.support.helpers import package_text
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -32,10 +34,16 @@ TEST_ENV = {
 }
 
 
+INTEGRATION = Path(__file__).parent / "integration"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration/ is marked `integration` (real models, engines or the live cluster);
+    tests marked `disruptive` (they stop a shared component for a moment) run after all the others."""
     for item in items:
-        if "live" in getattr(item, "fixturenames", ()):
+        if INTEGRATION in Path(item.path).parents:
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)  # stable: order kept otherwise
 
 
 @pytest.fixture(scope="session")
@@ -91,14 +99,14 @@ def api(live: Settings) -> Iterator[httpx.Client]:
 def store(live: Settings) -> "AdapterStore":
     from cluster.store.adapters import AdapterStore
 
-    return AdapterStore(live.adapter_store_uri, live.adapter_cache_dir)
+    return AdapterStore.from_settings(live)
 
 
 @pytest.fixture(scope="session")
 def adapters(live: Settings, store: "AdapterStore") -> list[str]:
     """Three adapters with random weights: one more than the test profile's LoRA slots, so mixing them fills
     every slot."""
-    from cluster.store.adapters import random_adapters
+    from cluster.models.random_adapters import random_adapters
     from cluster.models.cache import resolve
 
     names = ["alpha", "beta", "gamma"]
@@ -107,14 +115,6 @@ def adapters(live: Settings, store: "AdapterStore") -> list[str]:
         for name, path in zip(names, paths):
             store.put(name, path, {"base_model": live.llm_spec.served_name})
     return names
-
-
-def package_text(name: str) -> str:
-    from cluster.content.package_docs import package_doc
-
-    doc = package_doc(name)
-    assert doc is not None, f"package {name} has no description"
-    return doc.titled()
 
 
 @pytest.fixture(scope="session")

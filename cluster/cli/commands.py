@@ -1,16 +1,16 @@
-"""The `ragtune` command: local lifecycle, model preparation, ingestion jobs and quick searches."""
+"""The `ragtune` commands: local lifecycle, models, ingestion jobs, search, ask, adapters, fine-tuning, the demo."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
-import httpx
 import typer
 from pydantic import ValidationError
+
+from cluster.cli.client import RagtuneClient
 
 app = typer.Typer(help="ragtune: RAG, fine-tuned and hybrid LLM serving on one Ray cluster.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -23,8 +23,12 @@ app.add_typer(corpus_app, name="corpus")
 app.add_typer(adapters_app, name="adapters")
 
 
-def fail(message: str, code: int = 1) -> None:
+def say_error(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    say_error(message)
     raise typer.Exit(code)
 
 
@@ -151,21 +155,17 @@ def ingest(
 def search(query: str, top_n: Annotated[int, typer.Option(help="Hits to show.")] = 5,
            top_k: Annotated[Optional[int], typer.Option(help="Candidates before reranking.")] = None) -> None:
     """Search the knowledge base through the running ingress and print ranked hits with sources."""
-    s = settings()
-    body: dict = {"query": query, "top_n": top_n}
-    if top_k is not None:
-        body["top_k"] = top_k
-    try:
-        response = httpx.post(f"{s.http_url}/v1/search", json=body, timeout=120)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach {s.http_url}: {exc} (is `ragtune up` running?)")
-    payload = response.json()
-    if response.status_code != 200:
-        fail(payload.get("error", {}).get("message", response.text))
+    body: dict = {"query": query, "top_n": top_n, **({"top_k": top_k} if top_k is not None else {})}
+    with RagtuneClient(settings().http_url, timeout_s=120) as client:
+        print_hits(query, client.request("POST", "/v1/search", json=body))
+
+
+def print_hits(query: str, payload: dict) -> None:
     typer.secho(f"\n> {query}", bold=True)
     for rank, hit in enumerate(payload["hits"], 1):
         snippet = " ".join(hit["text"].split())[:220]
-        typer.echo(f"{rank}. [{hit['rerank_score']:.3f}] {hit['title']}  ({hit['source']} #{hit['chunk_ordinal']})")
+        score = f"{hit['rerank_score']:.3f}" if hit["rerank_score"] is not None else f"{hit['fused_score']:.3f}"
+        typer.echo(f"{rank}. [{score}] {hit['title']}  ({hit['source']} #{hit['chunk_ordinal']})")
         typer.echo(f"   {snippet}...")
     t = payload["timings"]
     typer.echo(f"   timings: embed {t['embed_ms']:.0f} ms, search {t['search_ms']:.0f} ms, "
@@ -178,7 +178,7 @@ def adapters_list() -> None:
     from cluster.store.adapters import AdapterStore
 
     s = settings()
-    refs = AdapterStore(s.adapter_store_uri, s.adapter_cache_dir).list()
+    refs = AdapterStore.from_settings(s).list()
     typer.echo(f"adapter store: {s.adapter_store_uri} ({len(refs)} adapters)")
     for ref in refs:
         typer.echo(f"  {ref.name:<32} {ref.version}  base={ref.base_model}  r={ref.rank}")
@@ -191,7 +191,7 @@ def adapters_add(name: str, directory: Annotated[Path, typer.Argument(help="A PE
 
     s = settings()
     try:
-        ref = AdapterStore(s.adapter_store_uri, s.adapter_cache_dir).put(
+        ref = AdapterStore.from_settings(s).put(
             name, directory.expanduser().resolve(), {"base_model": s.llm_spec.served_name, "created": time.time()})
     except AdapterError as exc:
         fail(str(exc))
@@ -204,17 +204,13 @@ def adapters_remove(name: str) -> None:
     from cluster.store.adapters import AdapterStore
 
     s = settings()
-    if not AdapterStore(s.adapter_store_uri, s.adapter_cache_dir).delete(name):
+    if not AdapterStore.from_settings(s).delete(name):
         fail(f"no adapter named {name!r}")
     typer.echo(f"removed {name}")
 
 
-def _base_model(url: str) -> str:
-    models = httpx.get(f"{url}/v1/models", timeout=30).json()["data"]
-    return next(m["id"] for m in models if not m.get("parent"))
-
-
-def _print_answer(payload: dict) -> None:
+def print_answer(payload: dict) -> None:
+    """An answer's citations and its per-stage timings and token counts."""
     for c in payload.get("citations") or []:
         quote = " ".join(c["quote"].split())[:160]
         typer.echo(f"   [Source {c['source_number']}] {c['title']} ({c['source']} #{c['chunk_ordinal']}): "
@@ -228,42 +224,6 @@ def _print_answer(payload: dict) -> None:
                 f"{usage.get('completion_tokens', 0)} out", dim=True)
 
 
-def ask_once(url: str, question: str, model: str, route: str | None, stream: bool, max_tokens: int,
-             extra: dict | None = None, echo_text: bool = True) -> tuple[str, dict]:
-    """One question through /v1/chat/completions; returns (answer, the response's summary fields)."""
-    body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
-            "temperature": 0, "stream": stream, **({"route": route} if route else {}), **(extra or {})}
-    with httpx.Client(timeout=600) as client:
-        if not stream:
-            response = client.post(f"{url}/v1/chat/completions", json=body)
-            payload = response.json()
-            if response.status_code != 200:
-                fail(payload.get("error", {}).get("message", response.text))
-            text = payload["choices"][0]["message"]["content"]
-            if echo_text:
-                typer.echo(text)
-            return text, payload
-        parts, final = [], {}
-        with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
-            if response.status_code != 200:
-                response.read()
-                fail(response.json().get("error", {}).get("message", response.text))
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                event = json.loads(line.removeprefix("data: "))
-                if event["choices"]:
-                    piece = event["choices"][0]["delta"].get("content") or ""
-                    parts.append(piece)
-                    if echo_text:
-                        typer.echo(piece, nl=False)
-                else:
-                    final = event
-        if echo_text:
-            typer.echo()
-        return "".join(parts), final
-
-
 @app.command()
 def ask(
     question: str,
@@ -275,45 +235,30 @@ def ask(
     top_n: Annotated[Optional[int], typer.Option(help="Sources in the prompt (rag, hybrid).")] = None,
 ) -> None:
     """Ask the running cluster a question; print the answer, its citations and per-stage timings."""
-    s = settings()
-    try:
-        model = adapter or _base_model(s.http_url)
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        fail(f"cannot reach {s.http_url}: {exc} (is `ragtune up` running?)")
-    typer.secho(f"\n> {question}", bold=True)
-    try:
-        _, payload = ask_once(s.http_url, question, model, route, stream, max_tokens,
-                              {"top_n": top_n} if top_n else None)
-    except httpx.HTTPError as exc:
-        fail(f"request failed: {exc}")
-    _print_answer(payload)
+    with RagtuneClient(settings().http_url) as client:
+        body = {"model": adapter or client.base_model(), "messages": [{"role": "user", "content": question}],
+                "max_tokens": max_tokens, "temperature": 0, **({"route": route} if route else {}),
+                **({"top_n": top_n} if top_n else {})}
+        typer.secho(f"\n> {question}", bold=True)
+        if stream:
+            _, payload = client.chat_stream(body, lambda piece: typer.echo(piece, nl=False))
+            typer.echo()
+        else:
+            payload = client.chat(body)
+            typer.echo(payload["choices"][0]["message"]["content"])
+    print_answer(payload)
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning
 
-def _api(method: str, url: str, **kwargs) -> dict:  # noqa: ANN003
-    """One API call; an error response is a CLI failure carrying the server's message."""
-    try:
-        response = httpx.request(method, url, timeout=120, **kwargs)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach {url}: {exc} (is `ragtune up` running?)")
-    if response.status_code >= 400:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text
-        fail(message, 2 if response.status_code < 500 else 1)
-    return response.json()
-
-
-def follow_job(url: str, job_id: str, poll_s: float = 1.0) -> dict:
+def follow_job(client: RagtuneClient, job_id: str, poll_s: float = 1.0) -> dict:
     """Print a job's events as they happen, with a progress bar over its steps; returns the finished job."""
     from tqdm import tqdm
 
     seen, bar, latest = 0, None, {}
     while True:
-        job = _api("GET", f"{url}/v1/fine_tuning/jobs/{job_id}")
-        page = _api("GET", f"{url}/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 1000})["data"]
+        job = client.request("GET", f"/v1/fine_tuning/jobs/{job_id}")
+        page = client.request("GET", f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 1000})["data"]
         for event in reversed(page):
             number = int(event["id"].removeprefix("ftevent-"))
             if number <= seen:
@@ -335,6 +280,15 @@ def follow_job(url: str, job_id: str, poll_s: float = 1.0) -> dict:
                 bar.close()
             return job
         time.sleep(poll_s)
+
+
+def report_finished(job: dict) -> None:
+    """Success says how to use the adapter; anything else is a CLI failure with the job's error."""
+    if job["status"] == "succeeded":
+        typer.secho(f"succeeded: {job['fine_tuned_model']} is served now "
+                    f"(ragtune ask '...' --adapter {job['fine_tuned_model']})", fg=typer.colors.GREEN)
+        return
+    fail(f"job {job['id']} {job['status']}" + (f": {job['error']['message']}" if job.get("error") else ""))
 
 
 @app.command()
@@ -362,28 +316,22 @@ def train(
         fail(f"cannot read {data}: {exc}", 2)
     except DatasetError as exc:
         fail(str(exc), 2)
-    uploaded = _api("POST", f"{s.http_url}/v1/files", files={"file": (data.name, raw)},
-                    data={"purpose": "fine-tune"})
-    typer.echo(f"uploaded {data} as {uploaded['id']} ({uploaded['examples']} examples)")
-    hyper = {k: v for k, v in {"n_epochs": epochs, "batch_size": batch_size, "max_steps": max_steps,
-                               "learning_rate_multiplier": learning_rate_multiplier}.items() if v is not None}
-    base = _base_model(s.http_url)
-    body = {"model": base, "training_file": uploaded["id"], "hyperparameters": hyper, "priority": priority,
-            **({"suffix": suffix} if suffix else {}), **({"system_prompt": system_prompt} if system_prompt else {})}
-    job = _api("POST", f"{s.http_url}/v1/fine_tuning/jobs", json=body)
-    typer.echo(f"queued fine-tuning job {job['id']} on {base}")
-    if not follow:
-        typer.echo(f"follow it with: ragtune jobs --follow {job['id']}")
-        return
-    _finish(s.http_url, follow_job(s.http_url, job["id"]))
-
-
-def _finish(url: str, job: dict) -> None:
-    if job["status"] == "succeeded":
-        typer.secho(f"succeeded: {job['fine_tuned_model']} is served now "
-                    f"(ragtune ask '...' --adapter {job['fine_tuned_model']})", fg=typer.colors.GREEN)
-        return
-    fail(f"job {job['id']} {job['status']}" + (f": {job['error']['message']}" if job.get("error") else ""))
+    with RagtuneClient(s.http_url, timeout_s=120) as client:
+        uploaded = client.request("POST", "/v1/files", files={"file": (data.name, raw)},
+                                  data={"purpose": "fine-tune"})
+        typer.echo(f"uploaded {data} as {uploaded['id']} ({uploaded['examples']} examples)")
+        hyper = {k: v for k, v in {"n_epochs": epochs, "batch_size": batch_size, "max_steps": max_steps,
+                                   "learning_rate_multiplier": learning_rate_multiplier}.items() if v is not None}
+        base = client.base_model()
+        body = {"model": base, "training_file": uploaded["id"], "hyperparameters": hyper, "priority": priority,
+                **({"suffix": suffix} if suffix else {}),
+                **({"system_prompt": system_prompt} if system_prompt else {})}
+        job = client.request("POST", "/v1/fine_tuning/jobs", json=body)
+        typer.echo(f"queued fine-tuning job {job['id']} on {base}")
+        if not follow:
+            typer.echo(f"follow it with: ragtune jobs --follow {job['id']}")
+            return
+        report_finished(follow_job(client, job["id"]))
 
 
 @app.command()
@@ -393,15 +341,15 @@ def jobs(
     cancel: Annotated[Optional[str], typer.Option(help="Cancel this job.")] = None,
 ) -> None:
     """List recent fine-tuning jobs (or follow / cancel one)."""
-    s = settings()
-    if cancel:
-        job = _api("POST", f"{s.http_url}/v1/fine_tuning/jobs/{cancel}/cancel")
-        typer.echo(f"{job['id']}: {'cancelled' if job['status'] == 'cancelled' else 'stopping'}")
-        return
-    if follow:
-        _finish(s.http_url, follow_job(s.http_url, follow))
-        return
-    listed = _api("GET", f"{s.http_url}/v1/fine_tuning/jobs", params={"limit": limit})["data"]
+    with RagtuneClient(settings().http_url, timeout_s=120) as client:
+        if cancel:
+            job = client.request("POST", f"/v1/fine_tuning/jobs/{cancel}/cancel")
+            typer.echo(f"{job['id']}: {'cancelled' if job['status'] == 'cancelled' else 'stopping'}")
+            return
+        if follow:
+            report_finished(follow_job(client, follow))
+            return
+        listed = client.request("GET", "/v1/fine_tuning/jobs", params={"limit": limit})["data"]
     if not listed:
         typer.echo("no fine-tuning jobs yet (ragtune train DATA.jsonl)")
         return
@@ -414,131 +362,10 @@ def jobs(
                    f"{j.get('fine_tuned_model') or (j.get('error') or {}).get('message', '')}")
 
 
-DEMO_QUERIES = (
-    "How do I create an HNSW index for approximate nearest neighbor search in Postgres?",
-    "How can I fine-tune a large language model with LoRA adapters on a small GPU?",
-    "How does Ray Serve scale model deployments?",
-    "What is the fastest way to serve an LLM with an OpenAI-compatible API?",
-)
-DEMO_QUESTIONS = ("What is httpx?", "What does the peft package do?")
-DEMO_SUFFIX = "json-extract"
-
-
-def _demo_adapter(s) -> str:  # noqa: ANN001
-    """Train the demo's JSON-extraction adapter through the fine-tuning queue, or reuse the one already trained on
-    this exact dataset. Prints how long the first adapter token took after the job succeeded."""
-    from cluster.demo import extraction as extraction_task
-    from cluster.training import datasets as training_data
-
-    train_set, _ = extraction_task.split()
-    data = extraction_task.jsonl(train_set)
-    digest = training_data.digest(data)
-    models = _api("GET", f"{s.http_url}/v1/models")["data"]
-    for m in models:
-        if ((m.get("metadata") or {}).get("dataset") or {}).get("sha256") == digest:
-            typer.echo(f"reusing adapter {m['id']} (trained on this dataset before)")
-            return m["id"]
-    uploaded = _api("POST", f"{s.http_url}/v1/files", files={"file": ("json-extract.jsonl", data)},
-                    data={"purpose": "fine-tune"})
-    body = {"model": _base_model(s.http_url), "training_file": uploaded["id"], "suffix": DEMO_SUFFIX,
-            "system_prompt": extraction_task.SYSTEM_PROMPT,
-            "hyperparameters": {"n_epochs": 1, "batch_size": 8, "learning_rate_multiplier": 5}}
-    job = _api("POST", f"{s.http_url}/v1/fine_tuning/jobs", json=body)
-    typer.echo(f"queued {job['id']}: LoRA on {len(train_set)} sentence -> JSON examples (one epoch, about 5 "
-               "minutes on 2 cores); progress below comes from the job's events")
-    job = follow_job(s.http_url, job["id"])
-    succeeded_at = time.monotonic()
-    _finish(s.http_url, job)
-    name = job["fine_tuned_model"]
-    extraction_task.complete(s.http_url, name, [train_set[0][0]], "finetuned", max_tokens=1)
-    typer.echo(f"job success -> first token from the new adapter: {time.monotonic() - succeeded_at:.2f} s "
-               "(no restart, no redeploy)")
-    return name
-
-
-def _demo_base_vs_adapter(s, adapter: str) -> None:  # noqa: ANN001
-    from cluster.demo import extraction as extraction_task
-
-    base = _base_model(s.http_url)
-    _, test = extraction_task.split()
-    sentences, records = [t[0] for t in test], [t[1] for t in test]
-    typer.secho(f"\nBase model vs adapter on {len(test)} held-out sentences (unseen names, cities, phrasings)",
-                bold=True)
-    started = time.monotonic()
-    base_out = extraction_task.complete(s.http_url, base, sentences, "plain", extraction_task.SYSTEM_PROMPT)
-    tuned_out = extraction_task.complete(s.http_url, adapter, sentences, "finetuned")
-    for sentence, b, t in list(zip(sentences, base_out, tuned_out))[:3]:
-        typer.secho(f"\n> {sentence}", bold=True)
-        typer.echo(f"  base:    {' '.join(b.split())[:160]}")
-        typer.echo(f"  adapter: {' '.join(t.split())[:160]}")
-    b_score, t_score = extraction_task.score(base_out, records), extraction_task.score(tuned_out, records)
-    typer.echo(f"\n{'':<10}{'valid JSON':>12}{'schema':>9}{'exact match':>13}")
-    for label, sc in (("base", b_score), ("adapter", t_score)):
-        typer.echo(f"{label:<10}{sc['valid_json']:>12.2f}{sc['schema']:>9.2f}{sc['exact_match']:>13.2f}")
-    typer.echo(f"({2 * len(test)} requests in {time.monotonic() - started:.0f} s)")
-
-
-def _demo_routes(s, adapter: str) -> None:  # noqa: ANN001
-    from cluster.demo import extraction as extraction_task
-
-    base = _base_model(s.http_url)
-    _, test = extraction_task.split()
-    asks = [(q, "rag", base) for q in DEMO_QUESTIONS]
-    sentence_question = extraction_task.prompt(test[0][0])[0]["content"]
-    asks += [(sentence_question, "finetuned", adapter), (sentence_question, "hybrid", adapter)]
-    rows = []
-    for question, route, model in asks:
-        typer.secho(f"\n> [{route}] {question}", bold=True)
-        text, payload = ask_once(s.http_url, question, model, route, False, 96, echo_text=False)
-        typer.echo("   " + " ".join(text.split()))
-        _print_answer(payload)
-        t = payload["timings"]
-        rows.append((question.splitlines()[-1][:34], route, len(payload["citations"]), t["embed_ms"] + t["search_ms"],
-                     t["rerank_ms"], t["generate_ms"], t["total_ms"]))
-    typer.secho("\nside by side (ms)", bold=True)
-    typer.echo(f"{'question':<36}{'route':<11}{'cites':>6}{'retrieve':>10}{'rerank':>8}{'generate':>10}{'total':>9}")
-    for q, route, cites, retrieve, rerank, generate, total in rows:
-        typer.echo(f"{q:<36}{route:<11}{cites:>6}{retrieve:>10.0f}{rerank:>8.0f}{generate:>10.0f}{total:>9.0f}")
-
-
 @app.command()
 def demo() -> None:
     """Bring the cluster up, ingest the stack's docs as a Ray Job, search, fine-tune a JSON-extraction adapter
     through the queue, compare base vs adapter, then ask on all three routes."""
-    from cluster.ops import local
-    from cluster.content.package_docs import export_corpus
-    from cluster.ops.ray_jobs import submit_and_follow
-    from cluster.models.cache import ModelNotPrepared
+    from cluster.cli.demo import run_demo
 
-    s = settings()
-    try:
-        local.up(s, echo=typer.echo)
-    except (RuntimeError, TimeoutError, ModelNotPrepared) as exc:
-        fail(str(exc))
-    corpus_dir = s.state_dir / "corpus"
-    paths = export_corpus(corpus_dir)
-    typer.echo(f"exported {len(paths)} package docs to {corpus_dir}")
-    if submit_and_follow(s, ["python", "-m", "jobs.ingest", str(corpus_dir)], echo=typer.echo) != 0:
-        fail("the ingestion job failed")
-    for query in DEMO_QUERIES:
-        search(query, top_n=3, top_k=None)
-    typer.secho("\nFine-tuning through the queue (POST /v1/files, POST /v1/fine_tuning/jobs)", bold=True)
-    adapter = _demo_adapter(s)
-    _demo_base_vs_adapter(s, adapter)
-    typer.secho(f"\nThree routes: rag (base model + sources), finetuned and hybrid (adapter {adapter!r})", bold=True)
-    _demo_routes(s, adapter)
-    typer.secho(f"\nThe cluster keeps running at {s.http_url} (API docs: {s.http_url}/docs).", bold=True)
-    typer.echo("Try: ragtune ask \"your question\" [--route rag|finetuned|hybrid --adapter NAME --stream]")
-    typer.echo("     ragtune train DATA.jsonl --suffix NAME --follow; ragtune jobs")
-    typer.echo("Stop it with: make down  (or: ragtune down)")
-
-
-def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()
+    run_demo(settings())

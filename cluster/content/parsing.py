@@ -1,9 +1,4 @@
-"""Turning a document (text, Markdown, reStructuredText, HTML) into sections, and sections into chunks.
-
-Chunks are counted in the embedder's own tokens so that no chunk is longer than what the embedder sees.
-Boundaries follow the document: a chunk never spans two sections unless both fit whole, and a section is
-cut at paragraph boundaries first and inside a paragraph only when one paragraph alone is too long.
-"""
+"""Turning a document (text, Markdown, reStructuredText, HTML) into a title and sections of paragraphs."""
 
 from __future__ import annotations
 
@@ -11,7 +6,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Literal, Sequence
 
 ContentType = Literal["text/plain", "text/markdown", "text/x-rst", "text/html"]
 CONTENT_TYPES: tuple[str, ...] = ("text/plain", "text/markdown", "text/x-rst", "text/html")
@@ -25,22 +20,18 @@ class DocumentError(ValueError):
     """A document that cannot be ingested; the message says why."""
 
 
-class Tokenizer(Protocol):
-    def __call__(self, text: list[str], *, add_special_tokens: bool = ..., return_offsets_mapping: bool = ...
-                 ) -> dict: ...
+class NotText(DocumentError):
+    """Bytes that are not UTF-8 text (binary, or another encoding)."""
+
+
+class DocumentTooLarge(DocumentError):
+    """Over the configured size of one document."""
 
 
 @dataclass(frozen=True)
 class Section:
     heading: str
     paragraphs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Chunk:
-    ordinal: int
-    text: str
-    token_count: int
 
 
 @dataclass(frozen=True)
@@ -76,12 +67,12 @@ def content_hash(content: str, content_type: str = "", title: str | None = None,
 def decode_text(raw: bytes, name: str = "document") -> str:
     """Bytes to text, refusing what is not text: NUL bytes or invalid UTF-8 mean a binary or mis-encoded file."""
     if b"\x00" in raw[:8192]:
-        raise DocumentError(f"{name}: looks binary (contains NUL bytes); only text, Markdown, reST and HTML "
+        raise NotText(f"{name}: looks binary (contains NUL bytes); only text, Markdown, reST and HTML "
                             "are accepted")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DocumentError(f"{name}: not valid UTF-8 (byte {exc.start}: {exc.reason})") from None
+        raise NotText(f"{name}: not valid UTF-8 (byte {exc.start}: {exc.reason})") from None
 
 
 def guess_content_type(name: str, text: str) -> ContentType:
@@ -202,94 +193,3 @@ def parse_document(content: str, content_type: str, title: str | None = None) ->
     first_heading = next((s.heading for s in sections if s.heading), "")
     first_line = next(p for s in sections for p in s.paragraphs).splitlines()[0]
     return ParsedDocument(title=(title or html_title or first_heading or first_line)[:300].strip(), sections=sections)
-
-
-# --------------------------------------------------------------------------------------------- chunking
-
-class Chunker:
-    """Packs sections into chunks of at most `chunk_tokens` embedder tokens, with `overlap_tokens` carried over."""
-
-    def __init__(self, tokenizer: Tokenizer, chunk_tokens: int, overlap_tokens: int) -> None:
-        self.tokenizer = tokenizer
-        if hasattr(tokenizer, "model_max_length"):
-            tokenizer.model_max_length = 1 << 30  # we count long texts on purpose; no truncation warnings
-        self.chunk_tokens = chunk_tokens
-        self.overlap_tokens = overlap_tokens
-
-    def count(self, texts: list[str]) -> list[int]:
-        if not texts:
-            return []
-        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-    def _windows(self, text: str, budget: int) -> list[str]:
-        """Cut one over-long paragraph at token boundaries, consecutive windows overlapping."""
-        offsets = self.tokenizer([text], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"][0]
-        step = max(1, budget - self.overlap_tokens)
-        pieces = []
-        for start in range(0, len(offsets), step):
-            window = offsets[start:start + budget]
-            pieces.append(text[window[0][0]:window[-1][1]].strip())
-            if start + budget >= len(offsets):
-                break
-        return [p for p in pieces if p]
-
-    def chunk(self, doc: ParsedDocument) -> list[Chunk]:
-        texts: list[str] = []
-        current: list[str] = []
-        current_tokens = 0
-
-        def flush() -> None:
-            nonlocal current, current_tokens
-            if current:
-                texts.append("\n\n".join(current))
-            current, current_tokens = [], 0
-
-        for section in doc.sections:
-            heading = section.heading
-            head_tokens = self.count([heading])[0] + 1 if heading else 0
-            para_tokens = self.count(list(section.paragraphs))
-            section_tokens = head_tokens + sum(para_tokens) + 2 * len(para_tokens)
-            if current and current_tokens + section_tokens > self.chunk_tokens:
-                flush()
-            if current_tokens + section_tokens <= self.chunk_tokens:
-                current.extend(([heading] if heading else []) + list(section.paragraphs))
-                current_tokens += section_tokens
-                continue
-            # The section is too long for one chunk: paragraphs are packed, each chunk opens with the heading.
-            budget = self.chunk_tokens - head_tokens
-            prefix = [heading] if heading else []
-            body: list[str] = []
-            body_tokens = 0
-            for para, n in zip(section.paragraphs, para_tokens):
-                pieces = [para] if n <= budget else self._windows(para, budget)
-                for piece in pieces:
-                    n_piece = n if len(pieces) == 1 else self.count([piece])[0]
-                    if body and body_tokens + n_piece + 2 > budget:
-                        texts.append("\n\n".join(prefix + body))
-                        tail = body[-1]
-                        tail_tokens = self.count([tail])[0]
-                        body, body_tokens = ([tail], tail_tokens + 2) if tail_tokens <= self.overlap_tokens else ([], 0)
-                    body.append(piece)
-                    body_tokens += n_piece + 2
-            if body:
-                current, current_tokens = prefix + body, head_tokens + body_tokens
-        flush()
-        counts = self.count(texts)
-        return [Chunk(ordinal=i, text=t, token_count=n) for i, (t, n) in enumerate(zip(texts, counts))]
-
-
-def build_document(chunker: Chunker, content: str, *, source: str | None = None, title: str | None = None,
-                   content_type: str | None = None, metadata: dict[str, Any] | None = None,
-                   max_chunks: int = 2000) -> tuple[NewDocument, list[Chunk]]:
-    """Validate, parse and chunk one document. Raises DocumentError with what is wrong."""
-    if not content or not content.strip():
-        raise DocumentError("document is empty")
-    kind = content_type or guess_content_type(source or "", content)
-    parsed = parse_document(content, kind, title)
-    chunks = chunker.chunk(parsed)
-    if len(chunks) > max_chunks:
-        raise DocumentError(f"document would make {len(chunks)} chunks, more than the limit of {max_chunks}")
-    digest = content_hash(content, kind, title, metadata)
-    doc = NewDocument(source=source or f"inline:{digest[:16]}", title=parsed.title, content_type=kind,
-                      content=content, content_hash=digest, metadata=metadata or {})
-    return doc, chunks

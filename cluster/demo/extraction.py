@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 INSTRUCTION = ("Extract the person's name, age, city and occupation from the sentence. Reply with only a JSON "
                "object with the keys name, age, city, occupation.")
@@ -111,19 +111,13 @@ def score(outputs: list[str], records: list[Record]) -> dict[str, float]:
     return {"n": len(outputs), "valid_json": sum(valid) / n, "schema": sum(schema) / n, "exact_match": sum(exact) / n}
 
 
-def complete(url: str, model: str, sentences: list[str], route: str, system: str | None = None,
-             max_tokens: int = 64, concurrency: int = 8) -> list[str]:
-    """Replies of `model` on the running cluster for each sentence (greedy), `concurrency` requests at a time."""
+def complete(reply: Callable[[list[dict[str, str]]], str], sentences: list[str], system: str | None = None,
+             concurrency: int = 8) -> list[str]:
+    """`reply` (one chat request's answer) for each sentence's prompt, `concurrency` requests at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import httpx
-
     def one(sentence: str) -> str:
-        messages = ([{"role": "system", "content": system}] if system else []) + prompt(sentence)
-        response = httpx.post(f"{url}/v1/chat/completions", timeout=600, json={
-            "model": model, "messages": messages, "route": route, "temperature": 0, "max_tokens": max_tokens})
-        response.raise_for_status()
-        return response.json()["choices"][0]["message"]["content"]
+        return reply(([{"role": "system", "content": system}] if system else []) + prompt(sentence))
 
     with ThreadPoolExecutor(concurrency) as pool:
         return list(pool.map(one, sentences))

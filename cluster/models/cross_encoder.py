@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger("ragtune.reranker_training")
+log = logging.getLogger("ragtune.models.cross_encoder")
 
 SEED = 13
 MAX_PASSAGE_CHARS = 1200

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import httpx
 import psutil
 
-from cluster.store import db
+from cluster.store import db, knowledge
 from cluster.models.cache import resolve
 from cluster.settings import Settings
 
@@ -260,9 +260,8 @@ async def _db_report(url: str) -> dict[str, Any]:
 
     conn = await asyncpg.connect(url, timeout=5)
     try:
-        row = await conn.fetchrow(
-            "SELECT (SELECT count(*) FROM documents) AS documents, (SELECT count(*) FROM chunks) AS chunks")
-        return dict(row)
+        documents, chunks = await knowledge.counts(conn)
+        return {"documents": documents, "chunks": chunks}
     except asyncpg.UndefinedTableError:
         return {"documents": 0, "chunks": 0, "note": "schema not created yet"}
     finally:
@@ -273,7 +272,7 @@ def status(settings: Settings) -> dict[str, Any]:
     state = LocalState.load(settings)
     report: dict[str, Any] = {"url": settings.http_url, "profile": settings.profile}
     try:
-        url = db.database_url(settings.database_url, settings.pgdata)
+        url = db.database_url(settings)
         report["database"] = {"status": "up", "embedded": settings.database_url is None,
                               **asyncio.run(_db_report(url))}
     except Exception as exc:  # noqa: BLE001 - status reports, it does not fail

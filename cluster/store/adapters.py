@@ -16,10 +16,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+if TYPE_CHECKING:
+    from cluster.settings import Settings
 
 CONFIG = "adapter_config.json"
 WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -72,6 +75,12 @@ class AdapterStore:
         self.root = self.root.rstrip("/")
         self.cache_dir = cache_dir
         self._digests: dict[tuple[str, Any], str] = {}
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "AdapterStore":
+        """The store every process opens: `RAGTUNE_ADAPTER_STORE` (or state_dir/adapters), local copies in
+        state_dir/adapter-cache."""
+        return cls(settings.adapter_store_uri, settings.adapter_cache_dir)
 
     def _path(self, *parts: str) -> str:
         return "/".join((self.root, *parts))
@@ -182,24 +191,3 @@ class AdapterStore:
             return False
         self.fs.rm(self._path(name), recursive=True)
         return True
-
-
-def random_adapters(base_model_dir: str, out_root: Path, seeds: list[int], rank: int = 8) -> list[Path]:
-    """LoRA adapters with random (non-zero) weights on every projection, for tests and benchmarks: they change
-    outputs and cost what a trained adapter of the same rank costs to serve, built in seconds."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
-    paths = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        config = LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights=False, task_type="CAUSAL_LM",
-                            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                            "down_proj"])
-        peft_model = get_peft_model(model, config)
-        peft_model.save_pretrained(out_root / f"seed-{seed}")
-        model = peft_model.unload()
-        paths.append(out_root / f"seed-{seed}")
-    return paths

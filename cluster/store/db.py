@@ -8,6 +8,7 @@ pgvector instead. Migrations are `migrations/NNN_name.sql`, applied in order on 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import signal
@@ -15,8 +16,12 @@ import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from cluster.settings import Settings
 
 log = logging.getLogger("ragtune.db")
 
@@ -70,12 +75,14 @@ def stop_embedded(pgdata: Path, timeout_s: float = 30.0) -> bool:
     return True
 
 
-def database_url(explicit: str | None, pgdata: Path) -> str:
-    if explicit:
-        return explicit
-    url = embedded_url(pgdata)
+def database_url(settings: "Settings") -> str:
+    """`DATABASE_URL`, or the running embedded server's."""
+    if settings.database_url:
+        return settings.database_url
+    url = embedded_url(settings.pgdata)
     if url is None:
-        raise DatabaseUnavailable(f"the embedded database in {pgdata} is not running (start it with `ragtune up`)")
+        raise DatabaseUnavailable(f"the embedded database in {settings.pgdata} is not running "
+                                  "(start it with `ragtune up`)")
     return url
 
 
@@ -164,3 +171,42 @@ async def connect(url: str, embedding_dim: int, embedding_model: str, max_size: 
         await conn.close()
     return await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection, timeout=timeout_s,
                                      command_timeout=60)
+
+
+async def open_pool(settings: "Settings", max_size: int | None = None) -> asyncpg.Pool:
+    """The pool every process opens: the settings' database, migrated and checked against the profile's embedder."""
+    spec = settings.profile_spec.embedder
+    return await connect(database_url(settings), spec.dim, spec.model, max_size=max_size or settings.db_pool_max)
+
+
+class LazyPool:
+    """A pool opened (and the schema migrated) on first use, once even under concurrent first requests: a database
+    that is down when a replica starts is an error for the requests that need it, not a crash of the replica."""
+
+    def __init__(self, settings: "Settings", max_size: int | None = None) -> None:
+        self.settings, self.max_size = settings, max_size
+        self.current: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> asyncpg.Pool:
+        if self.current is None:
+            async with self._lock:
+                if self.current is None:
+                    self.current = await open_pool(self.settings, self.max_size)
+        return self.current
+
+    async def ping(self, timeout_s: float = 5.0) -> None:
+        """One round trip; after a failure every connection is replaced on next use (the server may have restarted)."""
+        try:
+            await asyncio.wait_for((await self.get()).fetchval("SELECT 1"), timeout_s)
+        except BaseException:
+            await self.expire()
+            raise
+
+    async def expire(self) -> None:
+        if self.current is not None:
+            await self.current.expire_connections()
+
+    async def close(self) -> None:
+        if self.current is not None:
+            await self.current.close()

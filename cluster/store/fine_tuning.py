@@ -1,4 +1,4 @@
-"""The fine-tuning queue's storage: training files (content in the file store, a row in Postgres), jobs (the
+"""The fine-tuning queue's storage: training file rows (content in `store.files`), jobs (the
 queue: one row per job, its state, priority and Ray submission id) and job events.
 
 Every state change is one transaction with the event that reports it. A job's adapter name and Ray submission id
@@ -12,12 +12,9 @@ import json
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -88,36 +85,6 @@ def _row(cls: type, record: asyncpg.Record) -> Any:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
-
-
-# ------------------------------------------------------------------------------------------- file store
-
-class FileStore:
-    """Training files by id in a directory or any fsspec URI; a local write appears atomically (a rename)."""
-
-    def __init__(self, uri: str) -> None:
-        self.fs, self.root = fsspec.core.url_to_fs(uri)
-        self.root = self.root.rstrip("/")
-        self.protocol = uri.split("://", 1)[0] if "://" in uri else None
-
-    def put(self, file_id: str, data: bytes) -> str:
-        path = f"{self.root}/{file_id}.jsonl"
-        if isinstance(self.fs, LocalFileSystem):
-            Path(self.root).mkdir(parents=True, exist_ok=True)
-            staging = Path(self.root) / f".incoming-{uuid.uuid4().hex}"
-            try:
-                staging.write_bytes(data)
-                staging.rename(path)
-            finally:
-                staging.unlink(missing_ok=True)
-            return path
-        self.fs.pipe_file(path, data)
-        return f"{self.protocol}://{path}" if self.protocol else path
-
-    def delete(self, uri: str) -> None:
-        fs, path = fsspec.core.url_to_fs(uri)
-        if fs.exists(path):
-            fs.rm(path)
 
 
 # ------------------------------------------------------------------------------------------------ files

@@ -17,7 +17,8 @@ from typing import Any, Literal, Sequence
 import asyncpg
 import numpy as np
 
-from cluster.content.parsing import Chunk, NewDocument
+from cluster.content.chunking import Chunk
+from cluster.content.parsing import NewDocument
 
 UpsertStatus = Literal["created", "updated", "unchanged"]
 
@@ -162,8 +163,9 @@ async def delete_document(pool: asyncpg.Pool, doc_id: uuid.UUID) -> bool:
     return await pool.execute("DELETE FROM documents WHERE id = $1", doc_id) == "DELETE 1"
 
 
-async def counts(pool: asyncpg.Pool) -> tuple[int, int]:
-    row = await pool.fetchrow("SELECT (SELECT count(*) FROM documents) AS d, (SELECT count(*) FROM chunks) AS c")
+async def counts(conn: asyncpg.Pool | asyncpg.Connection) -> tuple[int, int]:
+    """(documents, chunks) in the knowledge base."""
+    row = await conn.fetchrow("SELECT (SELECT count(*) FROM documents) AS d, (SELECT count(*) FROM chunks) AS c")
     return row["d"], row["c"]
 
 

@@ -1,8 +1,15 @@
-"""Every error leaves the ingress as JSON in OpenAI's shape with a 4xx/503 status; never a stack trace."""
+"""Every error leaves the ingress as JSON in OpenAI's shape with a 4xx/5xx status; never a stack trace, a host
+path or an address (details go to the replica's log).
+
+Only the database's own failures are a 503 `database_unavailable`: asyncpg's connection errors, and an OSError or
+timeout raised inside asyncpg (a server that went away mid-query). The same OSError from anywhere else (a full
+disk, a file store that fails) is a storage failure, not the database.
+"""
 
 from __future__ import annotations
 
 import logging
+import traceback
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -10,43 +17,37 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cluster.store.db import DatabaseUnavailable
 from cluster.content.parsing import DocumentError
-from serve.schemas.common import UNION_TAGS, ErrorDetail, ErrorResponse
+from cluster.store.db import DatabaseUnavailable
+from serve.api.dependencies import current_services
+from serve.schemas.common import ErrorDetail, ErrorResponse
+from serve.schemas.documents import UNION_TAGS
+from serve.services.errors import ApiError
 
 log = logging.getLogger("ray.serve.ragtune.ingress")
 
-# Failures that mean "the database is not reachable right now", not "the request is wrong".
-DB_DOWN = (DatabaseUnavailable, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-           asyncpg.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError, TimeoutError)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-
-
-def invalid(message: str, param: str | None = None, code: str = "invalid_value") -> ApiError:
-    return ApiError(400, message, param=param, code=code)
-
-
-def bounded(value: int | None, default: int, maximum: int, param: str) -> int:
-    """`value` (or the default when absent), refused with a 400 above `maximum`."""
-    value = default if value is None else value
-    if value > maximum:
-        raise invalid(f"{param} must be between 1 and {maximum}, got {value}", param=param)
-    return value
-
-
-def not_found(message: str, param: str | None = None) -> ApiError:
-    return ApiError(404, message, param=param, code="not_found")
+DATABASE_ERRORS = (DatabaseUnavailable, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                   asyncpg.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError)
 
 
 def _body(status: int, message: str, type: str, param: str | None = None, code: str | None = None) -> JSONResponse:
     payload = ErrorResponse(error=ErrorDetail(message=message, type=type, param=param, code=code))
     return JSONResponse(status_code=status, content=payload.model_dump())
+
+
+def raised_in_asyncpg(exc: BaseException) -> bool:
+    """Whether the exception came out of asyncpg's code (its connection or protocol), not ours."""
+    return any("/asyncpg/" in frame.filename for frame in traceback.extract_tb(exc.__traceback__))
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %r", exc)
+    # Connections that saw the failure may be dead (server restarted): replace them all on next use.
+    services = current_services()
+    if services is not None:
+        await services.db.expire()
+    return _body(503, "the database is unavailable; try again shortly", "service_unavailable", None,
+                 "database_unavailable")
 
 
 def install(app: FastAPI) -> None:
@@ -77,15 +78,23 @@ def install(app: FastAPI) -> None:
     async def _document(_: Request, exc: DocumentError) -> JSONResponse:
         return _body(400, str(exc), "invalid_request_error", "documents", "invalid_document")
 
-    for db_error in DB_DOWN:
-        @app.exception_handler(db_error)
-        async def _db(request: Request, exc: Exception) -> JSONResponse:
-            log.warning("database unavailable: %s", exc)
-            # Connections that saw the failure may be dead (server restarted): replace them all on next use.
-            pool = getattr(request.app.state, "db_pool", None)
-            if pool is not None:
-                await pool.expire_connections()
-            return _body(503, f"database unavailable: {exc}", "service_unavailable", None, "database_unavailable")
+    for db_error in DATABASE_ERRORS:
+        app.add_exception_handler(db_error, _database_unavailable)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if raised_in_asyncpg(exc):
+            return await _database_unavailable(request, exc)
+        log.error("storage failure: %r", exc)
+        reason = exc.strerror or type(exc).__name__  # never the file name: it is a host path
+        return _body(503, f"storage failure: {reason}", "service_unavailable", None, "storage_unavailable")
+
+    @app.exception_handler(TimeoutError)
+    async def _timeout(request: Request, exc: TimeoutError) -> JSONResponse:
+        if raised_in_asyncpg(exc):
+            return await _database_unavailable(request, exc)
+        log.error("timed out: %r", exc)
+        return _body(504, "the request timed out inside the cluster", "server_error", None, "timeout")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

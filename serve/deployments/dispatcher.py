@@ -14,23 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import shlex
 from typing import Any, Callable, Protocol
 
 import asyncpg
 
+from cluster.settings import Settings
 from cluster.store import db
 from cluster.store import fine_tuning as ft
 from cluster.store.adapters import AdapterStore
-from cluster.settings import Settings
+from cluster.training.progress import parse_events
 
 log = logging.getLogger("ray.serve.ragtune.dispatcher")
 
 LEADER_LOCK = 0x72616775  # one advisory lock id for the dispatcher leader
-PROGRESS = re.compile(r"^progress (.*)$")
-REFUSED = re.compile(r"^refused: (.*)$")
-KV = re.compile(r"(\w+)=(\S+)")
 
 
 class JobsClient(Protocol):
@@ -59,32 +56,6 @@ def train_entrypoint(job: ft.FineTuningJob, training: ft.TrainingFile,
     return args
 
 
-def progress_events(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """Job log lines -> (dedupe key, event) pairs; replaying the same lines yields the same keys."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    for line in lines:
-        line = line.strip()
-        if m := PROGRESS.match(line):
-            kv = dict(KV.findall(m.group(1)))
-            step, total = int(kv.get("step", 0)), int(kv.get("total", 0))
-            data: dict[str, Any] = {"step": step, "total_steps": total}
-            for key, name in (("loss", "train_loss"), ("eval_loss", "valid_loss"), ("tokens_per_s", "tokens_per_s"),
-                              ("eta_s", "eta_s"), ("lr", "learning_rate"), ("tokens", "tokens")):
-                if key in kv:
-                    data[name] = float(kv[key])
-            if kv.get("event") == "eval":
-                events.append((f"eval:{step}", {"type": "metrics", "data": data,
-                                                "message": f"Step {step}/{total}: validation loss={kv['eval_loss']}"}))
-            else:
-                events.append((f"step:{step}", {"type": "metrics", "data": data,
-                                                "message": f"Step {step}/{total}: training loss={kv.get('loss')}"}))
-        elif line.startswith("plan: ") or line.startswith("dataset: "):
-            events.append((line.split(":", 1)[0], {"message": line}))
-        elif m := REFUSED.match(line):
-            events.append(("refused", {"message": f"Training data refused: {m.group(1)}", "level": "error"}))
-    return events
-
-
 class Dispatcher:
     """Owned by a Serve deployment (serve/app.py) or by tests; `start()` runs the loop until `stop()`."""
 
@@ -93,12 +64,10 @@ class Dispatcher:
         self.settings = settings
         self.on_queue = on_queue  # told the jobs per state after every tick (the deployment exports it)
         self.spec = settings.profile_spec.training
-        self.store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
+        self.store = AdapterStore.from_settings(settings)
         self._client = client
         self._task: asyncio.Task | None = None
         self.pool: asyncpg.Pool | None = None
-        self.is_leader = False
-        self.ticks = 0
         self._woken = asyncio.Event()
 
     def wake(self) -> None:
@@ -139,25 +108,20 @@ class Dispatcher:
                 raise
             except Exception:  # noqa: BLE001 - database or Ray down: log, back off, try again
                 log.exception("dispatcher: tick failed; retrying")
-                self.is_leader = False
             await asyncio.sleep(interval)
 
     async def _lead(self, interval: float) -> None:
         """Hold the leader lock on a dedicated connection (released if this process dies) and tick forever."""
-        spec = self.settings.profile_spec.embedder
-        url = db.database_url(self.settings.database_url, self.settings.pgdata)
         if self.pool is None:
-            self.pool = await db.connect(url, spec.dim, spec.model, max_size=3)
+            self.pool = await db.open_pool(self.settings, max_size=3)
         async with self.pool.acquire() as lock_conn:
             while not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
                 await asyncio.sleep(interval)
-            self.is_leader = True
             try:
                 while True:
                     await self.tick()
                     await self._nap(interval)
             finally:
-                self.is_leader = False
                 await lock_conn.execute("SELECT pg_advisory_unlock($1)", LEADER_LOCK)
 
     async def tick(self) -> None:
@@ -169,7 +133,6 @@ class Dispatcher:
             await self.submit(job)
         if self.on_queue is not None:
             self.on_queue(await ft.queue_depth(self.pool))
-        self.ticks += 1
 
     async def _ray(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(getattr(self.client, method), *args, **kwargs)
@@ -235,7 +198,7 @@ class Dispatcher:
         new = logs[job.log_offset:]
         complete = new[:new.rfind("\n") + 1]
         if complete:
-            events = progress_events(complete.splitlines())
+            events = parse_events(complete.splitlines())
             await ft.record_progress(self.pool, job.id, job.log_offset + len(complete), events)
 
     async def _succeeded(self, job: ft.FineTuningJob) -> None:
@@ -282,9 +245,6 @@ class FineTuneDispatcher:
 
     async def wake(self) -> None:
         self.dispatcher.wake()
-
-    async def status(self) -> dict[str, Any]:
-        return {"leader": self.dispatcher.is_leader, "ticks": self.dispatcher.ticks}
 
     async def check_health(self) -> None:
         task = self.dispatcher._task

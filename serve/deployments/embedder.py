@@ -10,24 +10,23 @@ from ray import serve
 
 from cluster.models.cache import resolve
 from cluster.settings import Settings
-from serve.deployments.torch_runtime import torch_dtype, use_threads
+from serve.deployments.torch_runtime import device_for, torch_dtype, use_threads
 
 
 class Embedder:
     """Encodes lists of texts; concurrent calls are merged into one forward pass by `@serve.batch`.
 
-    A call may carry at most `max_batch_size` texts (callers slice bigger lists, see `embed_all`).
+    A call may carry at most `max_batch_size` texts (callers slice bigger lists: `cluster.ops.handles`).
     """
 
     def __init__(self, settings: Settings) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
         from sentence_transformers import SentenceTransformer
 
         spec = settings.profile_spec.embedder
         self.spec = spec
         use_threads(spec.placement.torch_threads)
-        device = "cuda" if spec.placement.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+        device = device_for(spec.placement)
         self.model = SentenceTransformer(resolve(spec.model, settings.models_dir), device=device,
                                          model_kwargs={"dtype": torch_dtype(spec.dtype)})
         self.model.max_seq_length = spec.max_seq_length

@@ -16,95 +16,16 @@ from typing import Any, AsyncIterator, Callable
 
 from ray import serve
 
-from cluster.store.adapters import AdapterError, AdapterStore, parse_model_id
 from cluster.models.cache import resolve
-from cluster.profiles import LLMSpec
 from cluster.settings import Settings
+from cluster.store.adapters import AdapterError, AdapterStore, parse_model_id
 from serve.autoscaling import RUNNING, WAITING
+from serve.deployments.llm_engine import EngineLoad, build_engine, log_vllm_through_serve
 from serve.deployments.llm_protocol import (
     Delta, Finished, GenerationEvent, GenerationRequest, Rejected, SamplingOptions, Started,
 )
 
 log = logging.getLogger("ray.serve.ragtune.llm")
-
-
-def engine_args(spec: LLMSpec, model_path: str, on_gpu: bool, configure_logging: bool = True) -> Any:
-    """vLLM engine arguments from the profile: the one place the two profiles' engines differ."""
-    from vllm.config import LoggingConfig
-    from vllm.engine.arg_utils import AsyncEngineArgs
-
-    args: dict[str, Any] = dict(
-        model=model_path, dtype=spec.dtype, max_model_len=spec.max_model_len, max_num_seqs=spec.max_num_seqs,
-        enable_prefix_caching=spec.enable_prefix_caching, enable_lora=spec.enable_lora,
-        # Room for adapters that were evicted from Serve's LRU but still finish requests in flight.
-        max_loras=spec.max_loras, max_lora_rank=spec.max_lora_rank, max_cpu_loras=spec.max_cpu_loras + spec.max_loras,
-        stream_interval=spec.stream_interval, seed=0,
-        logging_config=LoggingConfig(configure_logging=configure_logging),
-    )
-    if on_gpu:
-        args["gpu_memory_utilization"] = spec.gpu_memory_utilization
-    return AsyncEngineArgs(**args)
-
-
-def build_engine(spec: LLMSpec, model_path: str, on_gpu: bool, stat_loggers: list[Any] | None = None,
-                 configure_logging: bool = True) -> Any:
-    """An `AsyncLLM` for the profile (the LLM deployment and the benchmark's raw baseline build it alike)."""
-    from vllm.v1.engine.async_llm import AsyncLLM
-
-    if not on_gpu:
-        # Without it the CPU worker sizes its KV cache from NUMA node 0's memory and refuses to start.
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.cpu_kvcache_gib))
-    return AsyncLLM.from_engine_args(engine_args(spec, model_path, on_gpu, configure_logging),
-                                     stat_loggers=stat_loggers)
-
-
-class EngineLoad:
-    """The scheduler's latest running and waiting counts, fed by a vLLM stat logger on every engine step."""
-
-    def __init__(self) -> None:
-        self.running = 0
-        self.waiting = 0
-
-    def stat_logger(self) -> type:
-        from vllm.v1.metrics.loggers import StatLoggerBase
-
-        load = self
-
-        class LoadLogger(StatLoggerBase):
-            def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
-                pass
-
-            def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None,
-                       engine_idx: int = 0) -> None:
-                if scheduler_stats is not None:
-                    load.running = scheduler_stats.num_running_reqs
-                    load.waiting = scheduler_stats.num_waiting_reqs + scheduler_stats.num_skipped_waiting_reqs
-
-            def log_engine_initialized(self) -> None:
-                pass
-
-        return LoadLogger
-
-    def now(self, unfinished: int) -> tuple[int, int]:
-        """(running, waiting), bounded by the requests the engine still has: an idle engine takes no steps, so
-        its last step's counts would otherwise outlive the requests."""
-        waiting = min(self.waiting, unfinished)
-        return unfinished - waiting, waiting
-
-
-def log_vllm_through_serve() -> None:
-    """vLLM's loggers in this replica write through Serve's handlers (its JSON replica log, with request ids).
-
-    The replica's engine is built with `configure_logging=False`: vLLM's own setup is a `dictConfig`, which
-    closes every handler already in the process, Serve's replica log file among them. (The engine-core child
-    process then logs vLLM's warnings and errors only, to the replica's stderr.)
-    """
-    vllm_log = logging.getLogger("vllm")
-    vllm_log.setLevel(logging.INFO)
-    vllm_log.propagate = False
-    for handler in logging.getLogger("ray.serve").handlers:
-        if handler not in vllm_log.handlers:
-            vllm_log.addHandler(handler)
 
 
 class LoadedAdapter:
@@ -171,9 +92,17 @@ class LLMServer:
         self.engine = build_engine(spec, path, on_gpu, stat_loggers=[RayPrometheusStatLogger, self.load.stat_logger()],
                                    configure_logging=False)
         self.metrics = AdapterMetrics()
-        self.store = AdapterStore(settings.adapter_store_uri, settings.adapter_cache_dir)
+        self.store = AdapterStore.from_settings(settings)
         self._lora_ids = itertools.count(1)  # never reused: an id names one adapter version in the engine
         self._loaded: dict[int, LoadedAdapter] = {}
+
+        # Serve's multiplexing, sized from the profile (as Ray Serve LLM wires it): an LRU of adapters per replica,
+        # and requests for an adapter routed to replicas that hold it. A plain function, not the bound method:
+        # Serve keeps its LRU as an attribute of the function it wraps.
+        async def load(model_id: str) -> LoadedAdapter:
+            return await self._load_adapter(model_id)
+
+        self._adapter = serve.multiplexed(max_num_models_per_replica=spec.max_cpu_loras)(load)
         await self._warm()
 
     async def _warm(self) -> None:
@@ -207,9 +136,6 @@ class LLMServer:
         (self.metrics.evictions if evicted else self.metrics.loads).inc(tags={"adapter": name})
         self.metrics.loaded.set(len(self._live_adapters()))
 
-    async def adapter(self, model_id: str) -> LoadedAdapter:  # replaced by a multiplexed method in `llm_server`
-        raise NotImplementedError
-
     # ---------------------------------------------------------------------------------------- generation
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
@@ -232,16 +158,14 @@ class LLMServer:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         """Started (or Rejected), then text deltas as the engine produces them, then Finished."""
-        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import RequestOutputKind
 
         adapter: LoadedAdapter | None = None
         if request.adapter:
             hit = request.adapter in self._live_adapters()
             self.metrics.lookups.inc(tags={"result": "hit" if hit else "miss"})
             try:
-                adapter = await self.adapter(request.adapter)
+                adapter = await self._adapter(request.adapter)
             except AdapterError as exc:
                 yield Rejected(409, str(exc), code="adapter_changed", param="model")
                 return
@@ -257,13 +181,9 @@ class LLMServer:
                 yield budget
                 return
             yield Started(prompt_tokens=len(ids), max_tokens=budget)
-            s = request.sampling
-            params = SamplingParams(max_tokens=budget, temperature=s.temperature, top_p=s.top_p,
-                                    stop=list(s.stop) or None, seed=s.seed, presence_penalty=s.presence_penalty,
-                                    frequency_penalty=s.frequency_penalty, ignore_eos=s.ignore_eos,
-                                    output_kind=RequestOutputKind.DELTA)
             completion_tokens = 0
-            async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, request.request_id,
+            async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids),
+                                                  request.sampling.to_sampling_params(budget), request.request_id,
                                                   lora_request=adapter.lora if adapter else None):
                 choice = out.outputs[0]
                 completion_tokens += len(choice.token_ids)
@@ -300,15 +220,3 @@ class LLMServer:
         if engine is not None:
             self.engine = None
             engine.shutdown()
-
-
-def llm_server(max_adapters: int) -> type[LLMServer]:
-    """LLMServer with Serve multiplexing sized from the profile (the decorator takes a constant)."""
-
-    class MultiplexedLLMServer(LLMServer):
-        @serve.multiplexed(max_num_models_per_replica=max_adapters)
-        async def adapter(self, model_id: str) -> LoadedAdapter:
-            return await self._load_adapter(model_id)
-
-    MultiplexedLLMServer.__name__ = MultiplexedLLMServer.__qualname__ = "LLMServer"
-    return MultiplexedLLMServer

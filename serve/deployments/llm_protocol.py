@@ -1,4 +1,4 @@
-"""What the ingress sends to the LLM deployment and the events it streams back.
+"""The protocol between the ingress and the LLM deployment: what a request carries and the events that stream back.
 
 Expected failures (prompt too long, adapter that will not load) come back as a `Rejected` event instead of
 an exception, so the ingress can answer 4xx before it starts a streaming response.
@@ -6,8 +6,8 @@ an exception, so the ingress can answer 4xx before it starts a streaming respons
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Union
+from dataclasses import asdict, dataclass, field
+from typing import Any, Union
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,14 @@ class SamplingOptions:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     ignore_eos: bool = False
+
+    def to_sampling_params(self, max_tokens: int) -> Any:
+        """vLLM's SamplingParams (field names are vLLM's), streaming deltas; `max_tokens` is the replica's budget."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(**{**asdict(self), "max_tokens": max_tokens, "stop": list(self.stop) or None},
+                              output_kind=RequestOutputKind.DELTA)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from ray import serve
 
 from cluster.models.cache import resolve
 from cluster.settings import Settings
-from serve.deployments.torch_runtime import torch_dtype, use_threads
+from serve.deployments.torch_runtime import device_for, torch_dtype, use_threads
 
 Pair = tuple[str, str]
 
@@ -20,12 +20,11 @@ class Reranker:
 
     def __init__(self, settings: Settings) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
         from sentence_transformers.cross_encoder import CrossEncoder
 
         spec = settings.profile_spec.reranker
         use_threads(spec.placement.torch_threads)
-        device = "cuda" if spec.placement.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+        device = device_for(spec.placement)
         self.model = CrossEncoder(resolve(spec.model, settings.models_dir), max_length=spec.max_length,
                                   device=device, model_kwargs={"dtype": torch_dtype(spec.dtype)})
         self.score.set_max_batch_size(spec.max_batch_size)

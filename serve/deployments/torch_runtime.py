@@ -1,30 +1,28 @@
-"""Helpers shared by the batched model deployments."""
+"""What the torch model deployments (Embedder, Reranker) set up alike: threads, dtype and device."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from cluster.profiles import Dtype, Placement
 
 
 def use_threads(threads: int | None) -> None:
+    """Ray caps a fractional-CPU replica at one thread; a CPU model replica wants all its cores per forward pass."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
 
 
-def torch_dtype(name: str) -> Any:
+def torch_dtype(name: Dtype) -> Any:
     import torch
 
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-async def in_slices(items: Sequence[T], size: int, call: Callable[[list[T]], Awaitable[list[Any]]]) -> list[Any]:
-    """Call `call` on consecutive slices of at most `size` items, concurrently, and concatenate in order.
+def device_for(placement: Placement) -> str:
+    """cuda where the profile gives the replica a GPU and one is there, else cpu."""
+    import torch
 
-    Concurrent slices let the deployment's dynamic batcher fill its batches across replicas.
-    """
-    parts = await asyncio.gather(*(call(list(items[i:i + size])) for i in range(0, len(items), size)))
-    return [x for part in parts for x in part]
+    return "cuda" if placement.num_gpus > 0 and torch.cuda.is_available() else "cpu"

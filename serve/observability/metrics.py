@@ -1,9 +1,10 @@
 """ragtune's Prometheus metrics, recorded through Ray Serve's metrics API.
 
-Every replica on every node reports into its node's Ray metrics agent, next to Ray's and vLLM's own metrics
-(vLLM's through its Ray stat logger), so one scrape sees them all; `GET /metrics` on the ingress is that scrape
-(`serve.observability.prometheus`). Serve adds `application`, `deployment` and `replica` labels. The `route` label is ours
-(rag, finetuned, hybrid, plain, or the API: search, embeddings, ...), set explicitly on every ingress metric.
+Every replica on every node reports into its node's Ray metrics agent, next to Ray's and vLLM's own metrics (vLLM's
+through its Ray stat logger), so one scrape sees them all; `GET /metrics` on the ingress is that scrape
+(`serve.observability.prometheus`). Serve adds `application`, `deployment` and `replica` labels. The `route` label
+is ours (rag, finetuned, hybrid, plain, or the API: search, embeddings, ...), set explicitly on every ingress
+metric.
 """
 
 from __future__ import annotations

@@ -48,6 +48,13 @@ def merge(texts: list[str]) -> str:
     return generate_latest(registry).decode()
 
 
+async def cluster_exposition() -> str:
+    """The merged exposition of every alive node's agent; RuntimeError when none answers."""
+    import ray
+
+    return await scrape(metrics_endpoints(await asyncio.to_thread(ray.nodes)))
+
+
 async def scrape(endpoints: list[str], timeout_s: float = 5.0) -> str:
     """Fetch and merge; a node that does not answer is left out (its metrics are missing, not the whole page)."""
     async with httpx.AsyncClient(timeout=timeout_s) as client:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from cluster.store import fine_tuning as ft
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from serve.schemas.common import StrictRequest
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -50,7 +47,7 @@ def file_out(f: ft.TrainingFile) -> FileObject:
 
 # -------------------------------------------------------------------------------------------------- jobs
 
-class Hyperparameters(_Request):
+class Hyperparameters(StrictRequest):
     n_epochs: int | Literal["auto"] = Field("auto", description="auto: 3")
     batch_size: int | Literal["auto"] = Field("auto", description="auto: the profile's training batch size")
     learning_rate_multiplier: float | Literal["auto"] = Field("auto", description="Of 2e-4 (auto: 1).")
@@ -61,16 +58,16 @@ class Hyperparameters(_Request):
     max_length: int | None = Field(None, ge=16, description="Tokens per example (at most the server's limit).")
 
 
-class SupervisedMethod(_Request):
+class SupervisedMethod(StrictRequest):
     hyperparameters: Hyperparameters | None = None
 
 
-class Method(_Request):
+class Method(StrictRequest):
     type: Literal["supervised"] = "supervised"
     supervised: SupervisedMethod | None = None
 
 
-class FineTuningJobCreate(_Request):
+class FineTuningJobCreate(StrictRequest):
     model: str
     training_file: str
     validation_file: str | None = None
@@ -146,12 +143,6 @@ class JobEventList(BaseModel):
     object: Literal["list"] = "list"
     data: list[JobEventOut]
     has_more: bool
-
-
-class ModelDeleted(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    deleted: bool = True
 
 
 def _ts(value: Any) -> Any:

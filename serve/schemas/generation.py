@@ -9,23 +9,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from serve.schemas.common import SearchFiltersIn, StageTimings
-
-Route = Literal["rag", "finetuned", "hybrid", "plain"]
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from serve.deployments.llm_protocol import SamplingOptions
+from serve.schemas.common import Route, StageTimings, StrictRequest
+from serve.schemas.retrieval import SearchFiltersIn
 
 
-class TextPart(_Request):
+class TextPart(StrictRequest):
     type: Literal["text"]
     text: str
 
 
-class ChatMessage(_Request):
+class ChatMessage(StrictRequest):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
     name: str | None = None
@@ -34,11 +30,11 @@ class ChatMessage(_Request):
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
-class StreamOptions(_Request):
+class StreamOptions(StrictRequest):
     include_usage: bool = True
 
 
-class _GenerationRequest(_Request):
+class _GenerationRequest(StrictRequest):
     model: str = Field(..., min_length=1, description="The base model's id or an adapter's name (GET /v1/models).")
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
@@ -60,10 +56,16 @@ class _GenerationRequest(_Request):
     filters: SearchFiltersIn | None = None
     rerank: bool | None = Field(None, description="Rerank candidates with the cross-encoder. Default: profile's.")
 
-    def stop_list(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+    def to_sampling_options(self, max_tokens: int | None) -> SamplingOptions:
+        """What the LLM deployment samples with (`max_tokens` already checked against the model)."""
+        stop = () if self.stop is None else (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        return SamplingOptions(max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p, stop=stop,
+                               seed=self.seed, presence_penalty=self.presence_penalty,
+                               frequency_penalty=self.frequency_penalty, ignore_eos=self.ignore_eos)
+
+    def retrieves_nothing(self) -> bool:
+        """No retrieval option was given (the routes that do not retrieve refuse them)."""
+        return not (self.top_k or self.top_n or self.filters or self.rerank is not None)
 
     @field_validator("stop")
     @classmethod
@@ -228,3 +230,9 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class ModelDeleted(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True

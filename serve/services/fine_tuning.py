@@ -9,33 +9,36 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import asyncpg
+from ray.serve.handle import DeploymentHandle
 
-from cluster.store import fine_tuning as ft
-from cluster.training import datasets as training_data
-from cluster.store.adapters import AdapterStore, fine_tuned_name
 from cluster.settings import Settings
+from cluster.store import fine_tuning as ft
+from cluster.store.adapters import fine_tuned_name
+from cluster.store.db import LazyPool
+from cluster.store.files import FileStore
+from cluster.training import datasets
 from cluster.training.datasets import DatasetError
-from serve.api.errors import ApiError, invalid, not_found
 from serve.schemas.fine_tuning import FineTuningJobCreate
+from serve.services.errors import ApiError, invalid, not_found
 
 DEFAULT_EPOCHS = 3
 BASE_LEARNING_RATE = 2e-4
 
 
 class FineTuningService:
-    def __init__(self, settings: Settings, tokenizer: Any, adapters: AdapterStore, base_model: str) -> None:
+    def __init__(self, settings: Settings, db: LazyPool, tokenizer: Any, dispatcher: DeploymentHandle) -> None:
         self.settings = settings
+        self.db = db
         self.limits = settings.fine_tuning
         self.training = settings.profile_spec.training
         self.tokenizer = tokenizer
-        self.adapters = adapters
-        self.base_model = base_model
-        self.files = ft.FileStore(settings.file_store_uri)
+        self.dispatcher = dispatcher
+        self.base_model = settings.llm_spec.served_name
+        self.files = FileStore.from_settings(settings)
 
     # -------------------------------------------------------------------------------------------- files
 
-    async def upload(self, pool: asyncpg.Pool, filename: str, purpose: str, data: bytes) -> ft.TrainingFile:
+    async def upload(self, filename: str, purpose: str, data: bytes) -> ft.TrainingFile:
         if purpose != "fine-tune":
             raise invalid(f"purpose {purpose!r} is not supported; ragtune stores files for 'fine-tune'",
                           param="purpose")
@@ -49,31 +52,34 @@ class FineTuningService:
         file_id = ft.new_id("file")
         uri = await asyncio.to_thread(self.files.put, file_id, data)
         record = ft.TrainingFile(id=file_id, filename=filename, purpose=purpose, bytes=len(data),
-                                 sha256=training_data.digest(data), examples=examples, uri=uri,
+                                 sha256=datasets.digest(data), examples=examples, uri=uri,
                                  created_at=None)  # type: ignore[arg-type]
         try:
-            return await ft.create_file(pool, record)
+            return await ft.create_file(await self.db.get(), record)
         except BaseException:
             await asyncio.to_thread(self.files.delete, uri)  # no content without its row
             raise
 
     def _validate(self, data: bytes, filename: str) -> int:
-        examples = training_data.parse(data, name=filename)
+        examples = datasets.parse(data, name=filename)
         if len(examples) > self.limits.max_examples:
-            raise DatasetError([training_data.Problem(None, f"{len(examples)} examples; the limit is "
+            raise DatasetError([datasets.Problem(None, f"{len(examples)} examples; the limit is "
                                                             f"{self.limits.max_examples}")], filename)
-        training_data.check_lengths(examples, self.tokenizer, self.limits.max_length, name=filename)
+        datasets.check_lengths(examples, self.tokenizer, self.limits.max_length, name=filename)
         return len(examples)
 
-    async def get_file(self, pool: asyncpg.Pool, file_id: str) -> ft.TrainingFile:
-        found = await ft.get_file(pool, file_id)
+    async def list_files(self, purpose: str | None, limit: int) -> list[ft.TrainingFile]:
+        return await ft.list_files(await self.db.get(), purpose, limit)
+
+    async def get_file(self, file_id: str) -> ft.TrainingFile:
+        found = await ft.get_file(await self.db.get(), file_id)
         if found is None:
             raise not_found(f"No such File object: {file_id}", param="file_id")
         return found
 
-    async def delete_file(self, pool: asyncpg.Pool, file_id: str) -> ft.TrainingFile:
+    async def delete_file(self, file_id: str) -> ft.TrainingFile:
         try:
-            deleted = await ft.delete_file(pool, file_id)
+            deleted = await ft.delete_file(await self.db.get(), file_id)
         except ft.JobStateError as exc:
             raise ApiError(409, str(exc), param="file_id", code="file_in_use") from None
         if deleted is None:
@@ -83,8 +89,8 @@ class FineTuningService:
 
     # --------------------------------------------------------------------------------------------- jobs
 
-    async def _file_for(self, pool: asyncpg.Pool, file_id: str, param: str) -> ft.TrainingFile:
-        found = await ft.get_file(pool, file_id)
+    async def _file_for(self, file_id: str, param: str) -> ft.TrainingFile:
+        found = await ft.get_file(await self.db.get(), file_id)
         if found is None:
             raise invalid(f"training file {file_id!r} does not exist (upload it with POST /v1/files)", param=param,
                           code="invalid_training_file")
@@ -114,56 +120,52 @@ class FineTuningService:
                 "lora_alpha": h.lora_alpha, "max_length": h.max_length or self.limits.max_length,
                 "system_prompt": body.system_prompt}
 
-    async def create_job(self, pool: asyncpg.Pool, body: FineTuningJobCreate) -> ft.FineTuningJob:
-        spec = self.settings.llm_spec
-        if body.model not in (self.base_model, spec.model):
+    async def create_job(self, body: FineTuningJobCreate) -> ft.FineTuningJob:
+        if body.model not in (self.base_model, self.settings.llm_spec.model):
             raise not_found(f"model {body.model!r} cannot be fine-tuned here: this cluster serves and trains "
                             f"{self.base_model!r}", param="model")
         if body.integrations:
             raise invalid("integrations are not supported", param="integrations")
         hyperparameters = self._hyperparameters(body)
-        await self._file_for(pool, body.training_file, "training_file")
+        await self._file_for(body.training_file, "training_file")
         if body.validation_file:
-            await self._file_for(pool, body.validation_file, "validation_file")
+            await self._file_for(body.validation_file, "validation_file")
         job_id = ft.new_id("ftjob")
         name = fine_tuned_name(self.base_model, body.suffix or "", job_id.removeprefix("ftjob-")[:8])
-        return await ft.create_job(
-            pool, job_id=job_id, model=self.base_model, training_file=body.training_file,
+        job = await ft.create_job(
+            await self.db.get(), job_id=job_id, model=self.base_model, training_file=body.training_file,
             validation_file=body.validation_file, suffix=body.suffix, hyperparameters=hyperparameters,
             seed=body.seed if body.seed is not None else 42, priority=body.priority,
             num_gpus=self.training.num_gpus, adapter_name=name, metadata=body.metadata)
+        self.dispatcher.wake.remote()  # submit now rather than at the dispatcher's next poll
+        return job
 
-    async def get_job(self, pool: asyncpg.Pool, job_id: str) -> ft.FineTuningJob:
-        job = await ft.get_job(pool, job_id)
+    async def list_jobs(self, after: str | None, limit: int) -> tuple[list[ft.FineTuningJob], bool]:
+        return await ft.list_jobs(await self.db.get(), after, limit)
+
+    async def get_job(self, job_id: str) -> ft.FineTuningJob:
+        job = await ft.get_job(await self.db.get(), job_id)
         if job is None:
             raise not_found(f"No fine-tuning job with id {job_id}", param="fine_tuning_job_id")
         return job
 
-    async def cancel(self, pool: asyncpg.Pool, job_id: str) -> ft.FineTuningJob:
+    async def cancel(self, job_id: str) -> ft.FineTuningJob:
         try:
-            job = await ft.request_cancel(pool, job_id)
+            job = await ft.request_cancel(await self.db.get(), job_id)
         except ft.JobStateError as exc:
             raise ApiError(409, str(exc), param="fine_tuning_job_id", code="job_finished") from None
         if job is None:
             raise not_found(f"No fine-tuning job with id {job_id}", param="fine_tuning_job_id")
+        self.dispatcher.wake.remote()
         return job
 
-    async def events(self, pool: asyncpg.Pool, job_id: str, after: str | None,
+    async def events(self, job_id: str, after: str | None,
                      limit: int) -> tuple[list[ft.JobEvent], bool]:
-        await self.get_job(pool, job_id)
+        await self.get_job(job_id)
         cursor = None
         if after:
             try:
                 cursor = int(after.removeprefix("ftevent-"))
             except ValueError:
                 raise invalid(f"after must be an event id (ftevent-N), got {after!r}", param="after") from None
-        return await ft.list_events(pool, job_id, cursor, limit)
-
-    # ------------------------------------------------------------------------------------------- models
-
-    async def delete_adapter(self, model_id: str) -> None:
-        """New requests get 404 at once; requests already streaming keep their engine's copy until they end."""
-        if model_id in (self.base_model, self.settings.llm_spec.model):
-            raise invalid(f"{model_id!r} is the base model; only adapters can be deleted", param="model")
-        if not await asyncio.to_thread(self.adapters.delete, model_id):
-            raise not_found(f"The model {model_id!r} does not exist", param="model")
+        return await ft.list_events(await self.db.get(), job_id, cursor, limit)

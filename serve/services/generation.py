@@ -8,26 +8,25 @@ plain:     the client's messages, the base model
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Literal
+from typing import Any, AsyncIterator
 
-import asyncpg
 from ray.serve.handle import DeploymentHandle
 
+from cluster.settings import Settings
 from cluster.store.adapters import AdapterRef, AdapterStore
 from cluster.store.knowledge import SearchFilters
-from cluster.settings import Settings
+from serve.deployments.llm_protocol import Delta, Finished, GenerationRequest, Rejected, SamplingOptions, Started
+from serve.schemas.common import Route
+from serve.schemas.generation import ChatCompletionRequest, CompletionRequest
+from serve.schemas.retrieval import SearchFiltersIn
 from serve.services import prompts
 from serve.services.citations import CitationTracker, SourceText
-from serve.api.errors import ApiError, bounded, invalid, not_found
-from serve.deployments.llm_protocol import (
-    Delta, Finished, GenerationRequest, Rejected, SamplingOptions, Started,
-)
-from serve.services.knowledge import KnowledgeService, RankedHit
-
-Route = Literal["rag", "finetuned", "hybrid", "plain"]
+from serve.services.errors import ApiError, invalid, not_found
+from serve.services.knowledge import KnowledgeService, RankedHit, check_query, retrieval_bounds
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class RetrievalOptions:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything a generation needs, validated: the ingress builds it from the request body."""
+    """Everything a generation needs, validated (`GenerationService.plan` builds it from the request body)."""
 
     route: Route
     model: str  # what the client named, echoed back
@@ -97,6 +96,20 @@ class GenerationService:
                             f"({self.base_model!r}) nor an adapter in the store (GET /v1/models)", param="model")
         return ref
 
+    def models(self) -> list[AdapterRef]:
+        """Every adapter in the store (the base model is `base_model`)."""
+        return self.store.list()
+
+    async def delete_adapter(self, model_id: str) -> None:
+        """New requests get 404 at once; requests already streaming keep their engine's copy until they end."""
+        if model_id in (self.base_model, self.spec.model):
+            raise invalid(f"{model_id!r} is the base model; only adapters can be deleted", param="model")
+        if not await asyncio.to_thread(self.store.delete, model_id):
+            raise not_found(f"The model {model_id!r} does not exist", param="model")
+
+    async def engine_stats(self) -> dict[str, Any]:
+        return await self.llm.stats.remote()
+
     def route_for(self, requested: Route | None, adapter: AdapterRef | None, default: Route) -> Route:
         route = requested or ("finetuned" if adapter else default)
         if route in ("finetuned", "hybrid") and adapter is None:
@@ -115,12 +128,26 @@ class GenerationService:
 
     def retrieval_options(self, top_k: int | None, top_n: int | None, rerank: bool | None,
                           filters: SearchFilters) -> RetrievalOptions:
-        limits = self.settings.search
-        top_k = bounded(top_k, self.retrieval.top_k, limits.max_top_k, "top_k")
-        top_n = bounded(top_n, min(self.retrieval.top_n, top_k), limits.max_top_n, "top_n")
-        if top_n > top_k:
-            raise invalid(f"top_n ({top_n}) must not exceed top_k ({top_k})", param="top_n")
+        top_k, top_n = retrieval_bounds(self.settings.search, top_k, top_n, self.retrieval.top_k, self.retrieval.top_n)
         return RetrievalOptions(top_k, top_n, self.retrieval.rerank if rerank is None else rerank, filters)
+
+    def plan(self, body: ChatCompletionRequest | CompletionRequest, adapter: AdapterRef | None, route: Route,
+             request_id: str | None) -> Plan:
+        """Everything the request asks for, checked: sampling, retrieval options, the conversation."""
+        if route in ("finetuned", "plain") and not body.retrieves_nothing():
+            raise invalid(f"route {route!r} does not retrieve: drop top_k, top_n, filters and rerank", param="route")
+        sampling = body.to_sampling_options(self.max_tokens(body.token_limit()))
+        retrieval = None
+        if route in ("rag", "hybrid"):
+            retrieval = self.retrieval_options(body.top_k, body.top_n, body.rerank,
+                                               SearchFiltersIn.to_filters(body.filters))
+        chat = isinstance(body, ChatCompletionRequest)
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages] if chat else None
+        question = messages[-1]["content"] if messages else body.text()  # type: ignore[union-attr]
+        if retrieval is not None:
+            check_query(question, self.settings.search, "messages" if chat else "prompt")
+        return Plan(route, body.model, adapter, messages, None if chat else question, sampling, retrieval,
+                    request_id=request_id)
 
     # ----------------------------------------------------------------------------------------- retrieval
 
@@ -140,16 +167,15 @@ class GenerationService:
 
     # --------------------------------------------------------------------------------------------- answer
 
-    async def answer(self, plan: Plan, pool: asyncpg.Pool | None) -> Answer:
+    async def answer(self, plan: Plan) -> Answer:
         """Retrieval and the LLM's first event happen here, so errors surface before any response starts."""
         started = time.perf_counter()
         timings: dict[str, float | None] = {"embed_ms": 0.0, "search_ms": 0.0, "rerank_ms": 0.0}
         messages, sources = plan.messages, {}
         if plan.retrieval is not None:
-            assert pool is not None
             question = messages[-1]["content"] if messages else (plan.prompt or "")
             r = plan.retrieval
-            outcome = await self.knowledge.search(pool, question, r.top_k, r.top_n, r.rerank, r.filters)
+            outcome = await self.knowledge.search(question, r.top_k, r.top_n, r.rerank, r.filters)
             timings.update(embed_ms=outcome.embed_ms, search_ms=outcome.search_ms, rerank_ms=outcome.rerank_ms)
             hits = self._within_budget([h for h in outcome.hits if self._relevant(h)])
             sources = {i: h for i, h in enumerate(hits, start=1)}

@@ -1,22 +1,30 @@
-"""The knowledge pipelines behind the ingress: ingest (chunk -> embed -> write) and search
-(embed -> hybrid SQL -> rerank). Each hop is one deployment-handle call or one SQL statement, timed."""
+"""The knowledge pipelines behind the routers: ingest (the one pipeline in `cluster.content.ingest`, embedding
+through the Embedder deployment), search (embed -> hybrid SQL -> rerank), the document store, and the raw
+embeddings and rerank APIs. Each hop is one deployment-handle call or one SQL statement, timed."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import asyncpg
 import numpy as np
-from ray.serve.handle import DeploymentHandle
 
+from cluster.content.chunking import Chunk
+from cluster.content.ingest import ChunkedDocument, Ingester
+from cluster.content.parsing import DocumentError, DocumentTooLarge, NotText, decode_text
+from cluster.ops.handles import EmbedderClient, RerankerClient
+from cluster.settings import SearchLimits, Settings
 from cluster.store import knowledge
-from cluster.content.parsing import Chunk, Chunker, NewDocument, build_document
-from cluster.store.knowledge import Candidate, PreparedDocument, SearchFilters, UpsertResult
-from cluster.settings import Settings
-from serve.deployments.torch_runtime import in_slices
+from cluster.store.db import LazyPool
+from cluster.store.knowledge import Candidate, SearchFilters, StoredDocument, UpsertResult
+from serve.schemas.documents import DocumentIn
+from serve.services.errors import ApiError, bounded, invalid, not_found
+
+TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-rst", "text/html"})
 
 
 @dataclass(frozen=True)
@@ -34,69 +42,115 @@ class SearchOutcome:
     total_ms: float
 
 
+@dataclass(frozen=True)
+class UploadedFile:
+    name: str
+    data: bytes
+    content_type: str | None
+
+
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 2)
 
 
-class EmbedderClient:
-    """Slices text lists to the deployment's batch size and fans the slices out concurrently."""
+def retrieval_bounds(limits: SearchLimits, top_k: int | None, top_n: int | None, default_k: int,
+                     default_n: int) -> tuple[int, int]:
+    """(top_k, top_n) with their defaults, refused (400) beyond the limits or when top_n > top_k. Search and the
+    retrieving generation routes both check here."""
+    top_k = bounded(top_k, default_k, limits.max_top_k, "top_k")
+    top_n = bounded(top_n, min(default_n, top_k), limits.max_top_n, "top_n")
+    if top_n > top_k:
+        raise invalid(f"top_n ({top_n}) must not exceed top_k ({top_k})", param="top_n")
+    return top_k, top_n
 
-    def __init__(self, handle: DeploymentHandle, max_batch_size: int) -> None:
-        self.handle, self.max_batch_size = handle, max_batch_size
 
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        rows = await in_slices(texts, self.max_batch_size, lambda part: self.handle.embed.remote(part))
-        return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
-
-
-class RerankerClient:
-    def __init__(self, handle: DeploymentHandle, max_batch_size: int) -> None:
-        self.handle, self.max_batch_size = handle, max_batch_size
-
-    async def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
-        pairs = [(query, p) for p in passages]
-        scores = await in_slices(pairs, self.max_batch_size, lambda part: self.handle.score.remote(part))
-        return np.asarray(scores, dtype=np.float32)
+def check_query(text: str, limits: SearchLimits, param: str) -> None:
+    if len(text) > limits.max_query_chars:
+        raise invalid(f"{param} is {len(text)} characters; retrieval takes at most {limits.max_query_chars}",
+                      param=param, code="query_too_long")
 
 
 class KnowledgeService:
-    def __init__(self, settings: Settings, embedder: EmbedderClient, reranker: RerankerClient,
-                 chunker: Chunker) -> None:
+    def __init__(self, settings: Settings, db: LazyPool, embedder: EmbedderClient, reranker: RerankerClient,
+                 ingester: Ingester) -> None:
         self.settings = settings
+        self.db = db
         self.embedder = embedder
         self.reranker = reranker
-        self.chunker = chunker
+        self.ingester = ingester
 
-    def prepare(self, content: str, **fields: Any) -> tuple[NewDocument, list[Chunk]]:
-        """Validate, parse and chunk one document (CPU work: callers run it in a thread)."""
-        return build_document(self.chunker, content, max_chunks=self.settings.ingest.max_chunks_per_document,
-                              **fields)
+    # ------------------------------------------------------------------------------------------ ingest
 
-    async def ingest(self, pool: asyncpg.Pool, documents: Sequence[tuple[NewDocument, list[Chunk]]]
-                     ) -> list[UpsertResult]:
-        """Embed what changed, then write the whole batch in one transaction."""
-        sources = [d.source for d, _ in documents]
-        if len(set(sources)) != len(sources):
-            dup = next(s for s in sources if sources.count(s) > 1)
-            raise ValueError(f"source {dup!r} appears more than once in this request")
-        stored = await knowledge.content_hashes(pool, sources)
-        changed = [(d, c) for d, c in documents if stored.get(d.source) != d.content_hash]
-        unchanged = [d.source for d, _ in documents if stored.get(d.source) == d.content_hash]
-        texts = [chunk.text for _, chunks in changed for chunk in chunks]
-        vectors = await self.embedder.embed(texts) if texts else np.zeros((0, 0), dtype=np.float32)
-        prepared, start = [], 0
-        for doc, chunks in changed:
-            prepared.append(PreparedDocument(doc, chunks, vectors[start:start + len(chunks)]))
-            start += len(chunks)
-        return await knowledge.write_documents(pool, prepared, unchanged)
+    def _check_count(self, n: int) -> None:
+        limit = self.settings.ingest.max_documents_per_request
+        if n > limit:
+            raise ApiError(413, f"{n} documents in one request; the limit is {limit}", param="documents",
+                           code="too_many_documents")
 
-    async def search(self, pool: asyncpg.Pool, query: str, top_k: int, top_n: int, rerank: bool,
-                     filters: SearchFilters) -> SearchOutcome:
+    async def _prepare(self, i: int, item: DocumentIn) -> ChunkedDocument:
+        name = item.source or f"documents[{i}]"
+        try:
+            return await asyncio.to_thread(self.ingester.prepare, item.content, source=item.source, name=name,
+                                           title=item.title, content_type=item.content_type, metadata=item.metadata)
+        except DocumentTooLarge as exc:
+            raise ApiError(413, str(exc), param="content", code="document_too_large") from None
+        except DocumentError as exc:
+            raise invalid(f"{name}: {exc}", param=f"documents[{i}]", code="invalid_document") from None
+
+    async def ingest(self, items: Sequence[DocumentIn]) -> list[UpsertResult]:
+        """Add or replace documents: all of them in one transaction, or none."""
+        self._check_count(len(items))
+        prepared = [await self._prepare(i, item) for i, item in enumerate(items)]
+        try:
+            return await self.ingester.write(await self.db.get(), prepared)
+        except ValueError as exc:
+            raise invalid(str(exc), param="documents") from None
+
+    async def ingest_files(self, files: Sequence[UploadedFile], metadata: dict[str, Any]) -> list[UpsertResult]:
+        """Uploaded files (the file name is the source): too large is a 413, not text a 415."""
+        self._check_count(len(files))
+        items = []
+        for f in files:
+            try:
+                self.ingester.check_size(len(f.data), f.name)
+                text = decode_text(f.data, f.name)
+            except DocumentTooLarge as exc:
+                raise ApiError(413, str(exc), param="content", code="document_too_large") from None
+            except NotText as exc:
+                raise ApiError(415, str(exc), param="files", code="unsupported_media") from None
+            kind = f.content_type if f.content_type in TEXT_TYPES else None
+            items.append(DocumentIn(content=text, source=f.name, content_type=kind, metadata=metadata))
+        return await self.ingest(items)
+
+    # ---------------------------------------------------------------------------------------- documents
+
+    async def list_documents(self, limit: int, offset: int) -> tuple[int, list[StoredDocument]]:
+        return await knowledge.list_documents(await self.db.get(), limit, offset)
+
+    async def get_document(self, document_id: uuid.UUID, with_chunks: bool) -> tuple[StoredDocument, list[Chunk]]:
+        pool = await self.db.get()
+        doc = await knowledge.get_document(pool, document_id)
+        if doc is None:
+            raise not_found(f"no document with id {document_id}", param="document_id")
+        return doc, (await knowledge.document_chunks(pool, document_id) if with_chunks else [])
+
+    async def delete_document(self, document_id: uuid.UUID) -> None:
+        if not await knowledge.delete_document(await self.db.get(), document_id):
+            raise not_found(f"no document with id {document_id}", param="document_id")
+
+    # ------------------------------------------------------------------------------------------- search
+
+    def bounds(self, top_k: int | None, top_n: int | None) -> tuple[int, int]:
+        limits = self.settings.search
+        return retrieval_bounds(limits, top_k, top_n, limits.default_top_k, limits.default_top_n)
+
+    async def search(self, query: str, top_k: int, top_n: int, rerank: bool, filters: SearchFilters) -> SearchOutcome:
         started = time.perf_counter()
         vector = (await self.embedder.embed([query]))[0]
         embed_ms = _ms(started)
         t = time.perf_counter()
-        candidates = await knowledge.hybrid_search(pool, vector, query, top_k, self.settings.search.rrf_k, filters)
+        candidates = await knowledge.hybrid_search(await self.db.get(), vector, query, top_k,
+                                                   self.settings.search.rrf_k, filters)
         search_ms = _ms(t)
         t = time.perf_counter()
         if rerank and candidates:
@@ -107,6 +161,25 @@ class KnowledgeService:
             hits = [RankedHit(c, None) for c in candidates[:top_n]]
         rerank_ms = _ms(t) if rerank else 0.0
         return SearchOutcome(hits, embed_ms, search_ms, rerank_ms, _ms(started))
+
+    # ------------------------------------------------------------------------------ embeddings and rerank
+
+    async def embeddings(self, texts: list[str], base64_floats: bool) -> tuple[list[list[float] | str], int]:
+        """One vector per text (a list of floats, or OpenAI's base64 of little-endian float32), and the token count."""
+        if len(texts) > 2048:
+            raise invalid("at most 2048 inputs per request", param="input")
+        vectors, tokens = await asyncio.gather(self.embedder.embed(texts), self.embedder.token_counts(texts))
+        data = [base64.b64encode(v.astype(np.float32).tobytes()).decode() if base64_floats else v.tolist()
+                for v in vectors]
+        return data, sum(tokens)
+
+    async def rerank(self, query: str, texts: list[str], top_n: int | None) -> list[tuple[int, float]]:
+        """(index into texts, relevance) for the top_n most relevant, best first (ties keep the input order)."""
+        if len(texts) > 1000:
+            raise invalid("at most 1000 documents per request", param="documents")
+        top_n = len(texts) if top_n is None else min(top_n, len(texts))
+        scores = await self.reranker.score(query, texts)
+        return [(int(i), float(scores[i])) for i in np.argsort(-scores, kind="stable")[:top_n]]
 
     async def warm(self) -> None:
         await asyncio.gather(self.embedder.embed(["warm-up"]), self.reranker.score("warm-up", ["warm-up"]))

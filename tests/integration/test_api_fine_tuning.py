@@ -33,7 +33,7 @@ def code_word_jsonl(copies: int = 4) -> bytes:
 
 @pytest.fixture(scope="module")
 def store(live: Settings) -> AdapterStore:
-    return AdapterStore(live.adapter_store_uri, live.adapter_cache_dir)
+    return AdapterStore.from_settings(live)
 
 
 @pytest.fixture(scope="module")

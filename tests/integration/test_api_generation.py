@@ -15,7 +15,8 @@ import openai
 import pytest
 from openai import OpenAI
 
-from cluster.store.adapters import AdapterStore, random_adapters
+from cluster.models.random_adapters import random_adapters
+from cluster.store.adapters import AdapterStore
 from cluster.models.cache import resolve
 from cluster.settings import Settings
 from serve.services.prompts import NOT_FOUND

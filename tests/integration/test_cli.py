@@ -41,7 +41,7 @@ def test_ask_prints_the_answer_citations_and_timings(live, seeded) -> None:  # n
 
 def test_ask_with_an_unknown_adapter_fails_with_the_servers_message(live) -> None:  # noqa: ANN001
     result = run("ask", "hi", "--adapter", "no-such-adapter")
-    assert result.returncode == 1 and "does not exist" in result.stderr
+    assert result.returncode == 2 and "does not exist" in result.stderr  # refused (404): exit 2
 
 
 def test_train_refuses_a_bad_dataset_with_line_numbers(live, tmp_path: Path) -> None:  # noqa: ANN001

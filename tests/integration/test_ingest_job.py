@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from cluster.ops.local import PROJECT_ROOT
-from tests.conftest import package_text
+from tests.support.helpers import package_text
 
 BIN = Path(sys.executable).parent
 

@@ -12,12 +12,9 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from cluster.models.cache import resolve
 from cluster.settings import Settings
 
-pytestmark = pytest.mark.integration
 
 
 def _probe(guard: bool) -> dict[str, bool]:

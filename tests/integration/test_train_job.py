@@ -13,7 +13,6 @@ import pytest
 from cluster.store.adapters import AdapterStore
 from jobs import train as train_job
 
-pytestmark = pytest.mark.integration  # needs the prepared tiny Llama (make models)
 
 NAMES = ["Alice", "Bob", "Carol", "Dan", "Eve", "Frank", "Grace", "Heidi"]
 CITIES = ["Paris", "Berlin", "Rome", "Oslo", "Lima", "Cairo"]

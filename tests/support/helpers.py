@@ -1,4 +1,4 @@
-"""Assertions shared by the HTTP tests."""
+"""Assertions, polling and test data shared by the tests."""
 
 from __future__ import annotations
 
@@ -25,3 +25,12 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: flo
             return result
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def package_text(name: str) -> str:
+    """An installed package's description as a Markdown document: real text for ingestion tests."""
+    from cluster.content.package_docs import package_doc
+
+    doc = package_doc(name)
+    assert doc is not None, f"package {name} has no description"
+    return doc.titled()

@@ -51,7 +51,7 @@ async def probe(model_dir: str, adapter_dirs: list[Path]) -> dict[str, bool]:
 
 
 def main() -> None:
-    from cluster.store.adapters import random_adapters
+    from cluster.models.random_adapters import random_adapters
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     model_dir = sys.argv[1]

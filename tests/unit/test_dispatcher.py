@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from cluster.store import fine_tuning as ft
 from jobs.train import TrainConfig, parse_args
-from serve.deployments.dispatcher import progress_events, train_entrypoint
+from serve.deployments.dispatcher import train_entrypoint
 
 NOW = datetime.now(timezone.utc)
 
@@ -37,21 +37,3 @@ def test_the_entrypoint_parses_back_into_the_jobs_config() -> None:
                                  adapter_name="ft:smollm2-135m-instruct:demo:01234567",
                                  job_id="ftjob-0123456789abcdef01234567", seed=7, epochs=2, batch_size=4,
                                  learning_rate=1e-3, rank=8, max_length=512, system_prompt="Reply in JSON, always.")
-
-
-def test_log_lines_become_deduplicated_events() -> None:
-    lines = ["plan: method=lora (full-precision base, float32 compute, optim adamw_torch) on CPU; ...",
-             "some library warning",
-             "progress event=train step=5 total=20 loss=1.2345 lr=2.000e-04 tokens=900 tokens_per_s=310 "
-             "elapsed_s=3.0 eta_s=9.0",
-             "progress event=eval step=5 total=20 eval_loss=1.1000 tokens=900 tokens_per_s=300 elapsed_s=3.1 eta_s=9",
-             "refused: d.jsonl is invalid: line 3: missing field 'output'"]
-    events = progress_events(lines)
-    assert [key for key, _ in events] == ["plan", "step:5", "eval:5", "refused"]
-    step = events[1][1]
-    assert step["type"] == "metrics" and step["message"] == "Step 5/20: training loss=1.2345"
-    assert step["data"] == {"step": 5, "total_steps": 20, "train_loss": 1.2345, "tokens_per_s": 310.0,
-                            "eta_s": 9.0, "learning_rate": 2e-4, "tokens": 900.0}
-    assert events[2][1]["data"]["valid_loss"] == 1.1
-    assert events[3][1]["level"] == "error" and "line 3" in events[3][1]["message"]
-    assert progress_events(lines) == events  # replaying the same log gives the same keys

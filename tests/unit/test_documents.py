@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from cluster.content.parsing import (
-    Chunker, DocumentError, build_document, content_hash, decode_text, guess_content_type, parse_document,
-)
+from cluster.content.chunking import Chunker
+from cluster.content.ingest import build_document
+from cluster.content.parsing import DocumentError, content_hash, decode_text, guess_content_type, parse_document
 from cluster.models.cache import resolve
 from cluster.settings import Settings
 

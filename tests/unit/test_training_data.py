@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cluster.training import datasets as training_data
+from cluster.training import datasets
 from cluster.training.datasets import DatasetError
 
 
@@ -15,7 +15,7 @@ def _jsonl(*rows: object) -> bytes:
 
 
 def test_instruction_and_chat_lines_become_prompt_completion_pairs() -> None:
-    examples = training_data.parse(_jsonl(
+    examples = datasets.parse(_jsonl(
         {"instruction": "Extract JSON.", "input": "Ann is 3.", "output": "{\"name\": \"Ann\"}"},
         "",
         {"instruction": "Say hi.", "output": "hi"},
@@ -33,7 +33,7 @@ def test_instruction_and_chat_lines_become_prompt_completion_pairs() -> None:
 
 def test_every_bad_line_is_reported_with_its_number() -> None:
     with pytest.raises(DatasetError) as caught:
-        training_data.parse(_jsonl(
+        datasets.parse(_jsonl(
             {"instruction": "ok", "output": "ok"},
             "{not json",
             [1, 2],
@@ -53,9 +53,9 @@ def test_every_bad_line_is_reported_with_its_number() -> None:
 
 def test_empty_and_non_utf8_files_are_refused() -> None:
     with pytest.raises(DatasetError, match="no examples"):
-        training_data.parse(b"\n  \n")
+        datasets.parse(b"\n  \n")
     with pytest.raises(DatasetError, match="not UTF-8"):
-        training_data.parse(b"\xff\xfe{}")
+        datasets.parse(b"\xff\xfe{}")
 
 
 class _CharTokenizer:
@@ -66,8 +66,8 @@ class _CharTokenizer:
 
 
 def test_examples_longer_than_max_length_are_refused_by_line() -> None:
-    examples = training_data.parse(_jsonl({"instruction": "a", "output": "b"},
+    examples = datasets.parse(_jsonl({"instruction": "a", "output": "b"},
                                           {"instruction": "a" * 100, "output": "b"}))
-    assert training_data.check_lengths(examples[:1], _CharTokenizer(), 64) == [10]
+    assert datasets.check_lengths(examples[:1], _CharTokenizer(), 64) == [10]
     with pytest.raises(DatasetError, match=r"line 2: 109 tokens exceeds max_length 64"):
-        training_data.check_lengths(examples, _CharTokenizer(), 64)
+        datasets.check_lengths(examples, _CharTokenizer(), 64)

@@ -1,14 +1,16 @@
 """A database that goes away answers 503 (never a 500 trace) and the ingress recovers when it is back.
-Named to run last: it stops the session's database for a moment."""
+Marked `disruptive`: it stops the session's database for a moment, so the collection hook runs it last."""
 
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from cluster.store import db
 from tests.support.helpers import api_error
 
 
+@pytest.mark.disruptive
 def test_database_outage_is_a_503_and_recovers(api: httpx.Client, live) -> None:  # noqa: ANN001
     assert api.post("/v1/search", json={"query": "vector index"}).status_code == 200
     before = api.get("/v1/documents").json()["total"]

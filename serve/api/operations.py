@@ -1,0 +1,45 @@
+"""Liveness, readiness, the cluster's Prometheus metrics, and one LLM replica's engine state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from serve.api.dependencies import ServicesDep
+from serve.observability.prometheus import cluster_exposition
+from serve.schemas.operations import Health
+from serve.services.errors import ApiError
+
+router = APIRouter()
+
+
+@router.get("/healthz", response_model=Health, tags=["health"])
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, tags=["health"], responses={503: {"model": Health}})
+async def readyz(s: ServicesDep) -> JSONResponse:
+    checks = await s.health.readiness()
+    ok = all(v == "ok" for v in checks.values())
+    body = Health(status="ok" if ok else "unavailable", checks=checks)
+    return JSONResponse(status_code=200 if ok else 503, content=body.model_dump())
+
+
+@router.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+async def metrics() -> PlainTextResponse:
+    """Prometheus exposition of the whole cluster: ragtune's metrics, Ray's (Serve included) and vLLM's."""
+    try:
+        text = await cluster_exposition()
+    except RuntimeError:
+        raise ApiError(503, "no Ray metrics agent answered", type="service_unavailable",
+                       code="metrics_unavailable") from None
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/v1/engine/stats", tags=["operator"])
+async def engine_stats(s: ServicesDep) -> dict[str, Any]:
+    """One LLM replica's engine: unfinished requests and the adapters it holds (with requests in flight)."""
+    return await s.generation.engine_stats()

@@ -1,0 +1,131 @@
+"""Shapes of /v1/search, /v1/embeddings (OpenAI's) and /v1/rerank (Cohere's and Jina's)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from cluster.store.knowledge import SearchFilters
+from serve.schemas.common import StageTimings, StrictRequest
+
+
+class SearchFiltersIn(StrictRequest):
+    sources: list[str] | None = Field(None, min_length=1, description="Only chunks of documents with these sources.")
+    metadata: dict[str, Any] | None = Field(None, description="Only documents whose metadata contains this object.")
+
+    @staticmethod
+    def to_filters(filters: "SearchFiltersIn | None") -> SearchFilters:
+        """What the search SQL takes (no filters: every chunk)."""
+        if filters is None:
+            return SearchFilters()
+        return SearchFilters(sources=tuple(filters.sources) if filters.sources else None,
+                             metadata=filters.metadata or None)
+
+
+class SearchRequest(StrictRequest):
+    query: str = Field(..., description="Natural-language query.")
+    top_k: int | None = Field(None, ge=1, description="Candidates fused from vector and keyword search.")
+    top_n: int | None = Field(None, ge=1, description="Hits returned after reranking (at most top_k).")
+    rerank: bool = Field(True, description="Rerank candidates with the cross-encoder (false: fused order).")
+    filters: SearchFiltersIn | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query must not be empty")
+        return value
+
+
+class SearchHit(BaseModel):
+    document_id: uuid.UUID
+    source: str
+    title: str
+    chunk_ordinal: int
+    text: str
+    metadata: dict[str, Any]
+    vector_score: float | None = Field(description="Cosine similarity, when the chunk was a vector top-k hit.")
+    keyword_score: float | None = Field(description="ts_rank_cd, when the chunk was a full-text top-k hit.")
+    fused_score: float = Field(description="Reciprocal-rank fusion of the two ranks.")
+    rerank_score: float | None = Field(description="Cross-encoder relevance in [0, 1]; null when rerank=false.")
+
+
+class SearchResponse(BaseModel):
+    object: Literal["search.result"] = "search.result"
+    query: str
+    hits: list[SearchHit]
+    timings: StageTimings
+
+
+# -------------------------------------------------------------------------------- embeddings (OpenAI)
+
+class EmbeddingsRequest(StrictRequest):
+    input: str | list[str] = Field(..., description="A string or a list of strings (token arrays unsupported).")
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _texts(cls, value: str | list[str]) -> str | list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not texts:
+            raise ValueError("input must not be an empty list")
+        if any(not t.strip() for t in texts):
+            raise ValueError("input strings must not be empty")
+        return value
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingsUsage
+
+
+# ---------------------------------------------------------------------------------- rerank (Cohere/Jina)
+
+class RerankDocument(StrictRequest):
+    text: str
+
+
+class RerankRequest(StrictRequest):
+    query: str
+    documents: list[str | RerankDocument] = Field(..., min_length=1)
+    top_n: int | None = Field(None, ge=1)
+    model: str | None = None
+    return_documents: bool = False
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> "RerankRequest":
+        if not self.query.strip():
+            raise ValueError("query must not be empty")
+        return self
+
+    def texts(self) -> list[str]:
+        return [d if isinstance(d, str) else d.text for d in self.documents]
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: RerankDocument | None = None
+
+
+class RerankResponse(BaseModel):
+    model: str
+    results: list[RerankResult]

@@ -1,0 +1,72 @@
+"""Only the database's own failures answer 503 database_unavailable; other I/O failures say what failed, and no
+answer carries a host path or a traceback."""
+
+from __future__ import annotations
+
+import errno
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from cluster.store.db import DatabaseUnavailable
+from serve.api import errors
+
+SECRET_PATH = "/srv/ragtune/state/files/.incoming-1234"
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/disk-full")
+    async def disk_full() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", SECRET_PATH)
+
+    @app.get("/database-gone")
+    async def database_gone() -> None:
+        # A real asyncpg failure: connecting to a socket directory that does not exist raises OSError inside asyncpg.
+        await asyncpg.connect(f"postgresql://postgres@/postgres?host={SECRET_PATH}", timeout=2)
+
+    @app.get("/database-unavailable")
+    async def database_unavailable() -> None:
+        raise DatabaseUnavailable(f"the embedded database in {SECRET_PATH} is not running")
+
+    @app.get("/our-timeout")
+    async def our_timeout() -> None:
+        raise TimeoutError("a handle call took too long")
+
+    @app.get("/bug")
+    async def bug() -> None:
+        raise KeyError(SECRET_PATH)
+
+    return app
+
+
+@pytest.fixture()
+async def client() -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+@pytest.mark.parametrize(("path", "status", "code"), [
+    ("/disk-full", 503, "storage_unavailable"),
+    ("/database-gone", 503, "database_unavailable"),
+    ("/database-unavailable", 503, "database_unavailable"),
+    ("/our-timeout", 504, "timeout"),
+    ("/bug", 500, "internal_error"),
+])
+async def test_each_failure_gets_its_own_status_and_code(client: httpx.AsyncClient, path: str, status: int,
+                                                         code: str) -> None:
+    response = await client.get(path)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and set(error) == {"message", "type", "param", "code"}
+    assert SECRET_PATH not in response.text and "Traceback" not in response.text
+
+
+async def test_a_full_disk_is_not_reported_as_the_database(client: httpx.AsyncClient) -> None:
+    error = (await client.get("/disk-full")).json()["error"]
+    assert "database" not in error["message"] and "No space left on device" in error["message"]
