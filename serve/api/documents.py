@@ -36,6 +36,7 @@ async def create_documents(body: Annotated[DocumentsBody, Body()], s: ServicesDe
 async def upload_documents(files: Annotated[list[UploadFile], File()], s: ServicesDep,
                            metadata: Annotated[str | None, Form()] = None) -> IngestResponse:
     """Add or replace files (text, Markdown, reST, HTML); the source of each is its file name."""
+    s.knowledge.check_count(len(files))  # before reading any of them
     meta = {}
     if metadata:
         try:

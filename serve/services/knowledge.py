@@ -81,7 +81,7 @@ class KnowledgeService:
 
     # ------------------------------------------------------------------------------------------ ingest
 
-    def _check_count(self, n: int) -> None:
+    def check_count(self, n: int) -> None:
         limit = self.settings.ingest.max_documents_per_request
         if n > limit:
             raise ApiError(413, f"{n} documents in one request; the limit is {limit}", param="documents",
@@ -99,7 +99,7 @@ class KnowledgeService:
 
     async def ingest(self, items: Sequence[DocumentIn]) -> list[UpsertResult]:
         """Add or replace documents: all of them in one transaction, or none."""
-        self._check_count(len(items))
+        self.check_count(len(items))
         prepared = [await self._prepare(i, item) for i, item in enumerate(items)]
         try:
             return await self.ingester.write(await self.db.get(), prepared)
@@ -108,7 +108,7 @@ class KnowledgeService:
 
     async def ingest_files(self, files: Sequence[UploadedFile], metadata: dict[str, Any]) -> list[UpsertResult]:
         """Uploaded files (the file name is the source): too large is a 413, not text a 415."""
-        self._check_count(len(files))
+        self.check_count(len(files))
         items = []
         for f in files:
             try:
