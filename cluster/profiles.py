@@ -168,6 +168,21 @@ class TrainingSpec(_Frozen):
         return self
 
 
+class CostSpec(_Frozen):
+    """Prices (USD) for `ragtune eval`'s monthly cost per route: an API-equivalent view (per-token prices of a
+    hosted model of this class) and a self-hosted view (the compute hour times the measured compute-seconds per
+    query), plus the fixed monthly items each route needs and the training it amortises."""
+
+    api_input_per_mtok: float = Field(ge=0, description="An API-equivalent price per million prompt tokens.")
+    api_output_per_mtok: float = Field(ge=0, description="... per million completion tokens.")
+    compute_hour: float = Field(ge=0, description="One hour of the machine that serves a replica.")
+    vector_db_month: float = Field(ge=0, description="Postgres + pgvector for the knowledge base.")
+    embedding_updates_month: float = Field(ge=0, description="Re-embedding changed documents.")
+    reranker_month: float = Field(ge=0, description="The reranker's replicas (retrieving routes that rerank).")
+    training_run: float = Field(ge=0, description="One fine-tuning run of an adapter.")
+    retrains_per_month: float = Field(1.0, ge=0, description="How often the adapter is retrained.")
+
+
 class Profile(_Frozen):
     name: ProfileName
     llm: LLMSpec
@@ -178,6 +193,7 @@ class Profile(_Frozen):
     chunking: ChunkingSpec = ChunkingSpec()
     retrieval: RetrievalSpec = RetrievalSpec()
     ingress: Placement = Placement()
+    costs: CostSpec
 
     @model_validator(mode="after")
     def _chunks_fit_embedder(self) -> "Profile":
@@ -227,6 +243,9 @@ PROFILES: dict[ProfileName, Profile] = {
         retrieval=RetrievalSpec(top_k=20, top_n=4, rerank=False, relevance="vector", min_relevance=0.25,
                                 max_context_tokens=1200),
         ingress=Placement(num_cpus=0.1, max_ongoing_requests=64, autoscaling=_CPU_SCALING),
+        # A small model's API-equivalent prices; a 2-vCPU cloud instance; an embedded database; CPU training.
+        costs=CostSpec(api_input_per_mtok=0.02, api_output_per_mtok=0.05, compute_hour=0.10, vector_db_month=0.0,
+                       embedding_updates_month=1.0, reranker_month=0.0, training_run=0.05, retrains_per_month=1.0),
     ),
     "gpu": Profile(
         name="gpu",
@@ -258,5 +277,8 @@ PROFILES: dict[ProfileName, Profile] = {
                                 max_context_tokens=4096),
         ingress=Placement(num_cpus=1, max_ongoing_requests=256,
                           autoscaling=Autoscaling(min_replicas=2, max_replicas=8, target_ongoing_requests=32)),
+        # A 7B-class hosted model's prices; one H100 hour; managed Postgres + pgvector; a QLoRA run of about an hour.
+        costs=CostSpec(api_input_per_mtok=0.20, api_output_per_mtok=0.60, compute_hour=3.00, vector_db_month=70.0,
+                       embedding_updates_month=10.0, reranker_month=150.0, training_run=5.0, retrains_per_month=1.0),
     ),
 }

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
+
+from cluster.evaluation.metrics import parse_json_reply
 
 INSTRUCTION = ("Extract the person's name, age, city and occupation from the sentence. Reply with only a JSON "
                "object with the keys name, age, city, occupation.")
@@ -89,21 +91,9 @@ def prompt(sentence: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"{INSTRUCTION}\n\n{sentence}"}]
 
 
-def parse_json(text: str) -> dict[str, Any] | None:
-    """The reply as a JSON object, tolerating surrounding whitespace or a ```json fence; None if it is not one."""
-    body = text.strip()
-    if body.startswith("```"):
-        body = body.strip("`").removeprefix("json").strip()
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def score(outputs: list[str], records: list[Record]) -> dict[str, float]:
     """Valid JSON object rate, rate with exactly the schema's keys, and exact-match rate (all four values)."""
-    parsed = [parse_json(o) for o in outputs]
+    parsed = [parse_json_reply(o) for o in outputs]
     valid = [p is not None for p in parsed]
     schema = [p is not None and tuple(sorted(p)) == tuple(sorted(KEYS)) for p in parsed]
     exact = [p is not None and p == json.loads(r.as_json()) for p, r in zip(parsed, records)]

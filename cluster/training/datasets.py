@@ -97,13 +97,14 @@ def _from_messages(messages: Any, line: int, system_prompt: str | None) -> Examp
     return Example(line, tuple(prompt), ({"role": "assistant", "content": messages[-1]["content"]},))
 
 
-def parse(data: bytes, system_prompt: str | None = None, name: str = "dataset") -> list[Example]:
-    """Every line parsed; raises DatasetError naming each bad line (blank lines are allowed and skipped)."""
+def json_lines(data: bytes, name: str = "dataset") -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
+    """A JSONL file's objects with their line numbers, and a Problem for each line that is not a JSON object
+    (blank lines are skipped). Training files and evaluation test sets both read through here."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DatasetError([Problem(None, f"not UTF-8 text ({exc.reason} at byte {exc.start})")], name) from None
-    examples: list[Example] = []
+    objects: list[tuple[int, dict[str, Any]]] = []
     problems: list[Problem] = []
     for number, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
@@ -116,6 +117,15 @@ def parse(data: bytes, system_prompt: str | None = None, name: str = "dataset") 
         if not isinstance(obj, dict):
             problems.append(Problem(number, f"expected a JSON object, got {type(obj).__name__}"))
             continue
+        objects.append((number, obj))
+    return objects, problems
+
+
+def parse(data: bytes, system_prompt: str | None = None, name: str = "dataset") -> list[Example]:
+    """Every line parsed; raises DatasetError naming each bad line (blank lines are allowed and skipped)."""
+    objects, problems = json_lines(data, name)
+    examples: list[Example] = []
+    for number, obj in objects:
         if "messages" in obj:
             parsed = _from_messages(obj["messages"], number, system_prompt)
         elif "instruction" in obj or "output" in obj:
@@ -124,6 +134,7 @@ def parse(data: bytes, system_prompt: str | None = None, name: str = "dataset") 
             parsed = Problem(number, "expected {instruction, input?, output} or {messages}; "
                                      f"found keys {sorted(obj)}")
         (problems if isinstance(parsed, Problem) else examples).append(parsed)  # type: ignore[arg-type]
+    problems.sort(key=lambda p: p.line or 0)
     if not examples and not problems:
         problems.append(Problem(None, "no examples (the file is empty)"))
     if problems:

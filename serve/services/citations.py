@@ -10,15 +10,10 @@ matches the citing sentences, so the quote is always text of that chunk.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-MARKER = re.compile(r"\[Source (\d+)(?::[^\]]*)?\]")
-_WORD = re.compile(r"\w+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
-_STOP = frozenset("""a an and are as at be by can for from has have how in is it its of on or that the this to
-was were what when which who will with you your does do not no yes""".split())
-MIN_OVERLAP = 0.5
+from cluster.content.overlap import MARKER, MIN_OVERLAP, SENTENCE_END, best_span, content_words
+
 MIN_RUN = 3
 
 
@@ -34,38 +29,10 @@ class Cited:
     quote: str
 
 
-def _words(text: str) -> list[re.Match[str]]:
-    return list(_WORD.finditer(text))
-
-
-def _content(words: list[str]) -> set[str]:
-    return {w for w in words if len(w) > 2 and w not in _STOP}
-
-
-def best_span(sentence: str, chunk: str) -> tuple[int, str]:
-    """The longest run of consecutive words shared by sentence and chunk: (length in words, chunk text)."""
-    s = [m.group().lower() for m in _words(sentence)]
-    matches = _words(chunk)
-    c = [m.group().lower() for m in matches]
-    best, end = 0, 0
-    previous = [0] * (len(c) + 1)
-    for i in range(1, len(s) + 1):
-        current = [0] * (len(c) + 1)
-        for j in range(1, len(c) + 1):
-            if s[i - 1] == c[j - 1]:
-                current[j] = previous[j - 1] + 1
-                if current[j] > best:
-                    best, end = current[j], j
-        previous = current
-    if best == 0:
-        return 0, ""
-    return best, chunk[matches[end - best].start():matches[end - 1].end()]
-
-
 class CitationTracker:
     def __init__(self, sources: list[SourceText]) -> None:
         self.sources = {s.number: s for s in sources}
-        self._source_words = {s.number: _content([w.lower() for w in _WORD.findall(s.text)]) for s in sources}
+        self._source_words = {s.number: content_words(s.text) for s in sources}
         self._pending = ""
         self._in_code = False  # inside a ``` block: code is never attributed
         self.cited: dict[int, Cited] = {}
@@ -74,7 +41,7 @@ class CitationTracker:
         """Text to emit for `delta`: the delta itself, with a marker after each sentence it completes."""
         text, cursor = self._pending + delta, len(self._pending)  # text[:cursor] was emitted before
         out, sentence_start = [], 0
-        for end in _SENTENCE_END.finditer(text, cursor):
+        for end in SENTENCE_END.finditer(text, cursor):
             out.append(text[cursor:end.start()] + self._attribute(text[sentence_start:end.start()]))
             cursor, sentence_start = end.start(), end.end()
         out.append(text[cursor:])
@@ -97,8 +64,7 @@ class CitationTracker:
             for n in numbers:
                 self._cite(n, plain)
             return ""
-        words = [w.lower() for w in _WORD.findall(sentence)]
-        content = _content(words)
+        content = content_words(sentence)
         if not content:
             return ""
         best: tuple[float, int, int] | None = None
