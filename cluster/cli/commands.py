@@ -362,6 +362,103 @@ def jobs(
                    f"{j.get('fine_tuned_model') or (j.get('error') or {}).get('message', '')}")
 
 
+def _floors(specs: list[str]) -> list[tuple[str | None, str, float]]:
+    """`[ROUTE.]METRIC=VALUE` -> (route or None for every route, metric, floor)."""
+    floors = []
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        route, dot, metric = name.rpartition(".")
+        try:
+            floor = float(value)
+        except ValueError:
+            floor = None
+        if not sep or not metric or floor is None:
+            fail(f"--fail-under takes [ROUTE.]METRIC=VALUE (e.g. finetuned.exact_fields=0.9), got {spec!r}", 2)
+        floors.append((route if dot else None, metric, floor))
+    return floors
+
+
+def _below(report: dict, floors: list[tuple[str | None, str, float]]) -> list[str]:
+    misses = []
+    for route, metric, floor in floors:
+        for name, r in report["routes"].items():
+            value = r["quality"] if metric == "quality" else r["metrics"].get(metric)
+            if (route is None or route == name) and value is not None and value < floor:
+                misses.append(f"{name} {metric} {value:.3f} < {floor}")
+            elif route == name and value is None:
+                misses.append(f"{name} has no {metric}")
+    return misses
+
+
+@app.command("eval")
+def evaluate(
+    testset_path: Annotated[Path, typer.Argument(metavar="TESTSET.jsonl", help="One case a line (docs/eval.md).")],
+    routes: Annotated[Optional[str], typer.Option(help="Comma-separated: rag, finetuned, hybrid, plain, search. "
+                                                       "Default: rag,plain,search, plus finetuned,hybrid with "
+                                                       "--adapter.")] = None,
+    adapter: Annotated[Optional[str], typer.Option(help="The adapter for the finetuned and hybrid routes.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 2,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    volume: Annotated[float, typer.Option(min=0, help="Queries per day, for the monthly cost.")] = 1000,
+    out: Annotated[Optional[Path], typer.Option(help="Report directory (default: STATE_DIR/evals/<time>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    fail_under: Annotated[Optional[list[str]], typer.Option(help="[ROUTE.]METRIC=VALUE: exit 1 below it "
+                                                                 "(repeatable; `quality` is the primary metric).")]
+    = None,
+    knowledge_changes: Annotated[str, typer.Option(help="daily | weekly | monthly | quarterly | rarely")]
+    = "monthly",
+    citations_required: Annotated[bool, typer.Option(help="Answers must cite their sources.")] = False,
+    latency_budget_ms: Annotated[Optional[float], typer.Option(help="p95 per answer a route must meet.")] = None,
+    labelled_examples: Annotated[int, typer.Option(min=0, help="Labelled examples you could train on.")] = 0,
+    training_pipeline: Annotated[bool, typer.Option(help="Whether the team can maintain a training pipeline.")]
+    = True,
+) -> None:
+    """Run a test set through every route on the running cluster, measure quality, grounding, latency, tokens and
+    monthly cost per route, and recommend one (the article's rules)."""
+    from tqdm import tqdm
+
+    from cluster.evaluation import report as reports
+    from cluster.evaluation import runner, testset
+    from cluster.evaluation.rules import Declared
+    from cluster.training.datasets import DatasetError
+
+    s = settings()
+    floors = _floors(fail_under or [])
+    if knowledge_changes not in ("daily", "weekly", "monthly", "quarterly", "rarely"):
+        fail(f"--knowledge-changes must be daily, weekly, monthly, quarterly or rarely, got {knowledge_changes!r}", 2)
+    try:
+        cases = testset.parse(testset_path.read_bytes(), name=str(testset_path))
+    except OSError as exc:
+        fail(f"cannot read {testset_path}: {exc}", 2)
+    except DatasetError as exc:
+        fail(str(exc), 2)
+    chosen = tuple(r.strip() for r in routes.split(",") if r.strip()) if routes else (
+        ("rag", "plain", "search") + (("finetuned", "hybrid") if adapter else ()))
+    declared = Declared(knowledge_changes=knowledge_changes, citations_required=citations_required,  # type: ignore[arg-type]
+                        latency_budget_ms=latency_budget_ms, labelled_examples=labelled_examples,
+                        can_maintain_training=training_pipeline)
+    # `search` retrieves as the RAG route does: with the profile's rerank setting.
+    options = runner.RunOptions(routes=chosen, adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
+                                rerank=s.profile_spec.retrieval.rerank)
+    with RagtuneClient(s.http_url) as client, tqdm(total=len(cases) * len(chosen), unit="answer",
+                                                   dynamic_ncols=True, disable=as_json) as bar:
+        try:
+            results = runner.run(client, cases, options, on_result=lambda r: bar.update(1))
+        except ValueError as exc:
+            fail(str(exc), 2)
+    summary = reports.summarize(cases, results, declared, s.profile_spec.costs, volume)
+    out_dir = out or s.state_dir / "evals" / time.strftime("%Y%m%d-%H%M%S")
+    paths = reports.write(summary, results, out_dir)
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in summary.items() if k != "disagreements"}, indent=2, default=str))
+    else:
+        typer.echo(reports.markdown(summary).split("\n## Latency")[0])
+        typer.echo(f"report: {', '.join(str(p) for p in paths)}")
+    misses = _below(summary, floors)
+    if misses:
+        fail("below the floor: " + "; ".join(misses))
+
+
 @app.command()
 def demo() -> None:
     """Bring the cluster up, ingest the stack's docs as a Ray Job, search, fine-tune a JSON-extraction adapter

@@ -1,0 +1,132 @@
+"""Runs a test set through the real ingress (the HTTP path users take), one request per case and route, and
+scores each answer. The summary per route and the recommendation are built from these results (`report`).
+
+Routes: `rag` and `plain` ask the base model, `finetuned` and `hybrid` the adapter; `search` retrieves only
+(`POST /v1/search`) and is scored on the expected sources. A request that fails is recorded with its error and
+scores nothing; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+from cluster.cli.client import ClientError, RagtuneClient
+from cluster.evaluation import metrics
+from cluster.evaluation.testset import Case
+
+ROUTES = ("rag", "finetuned", "hybrid", "plain", "search")
+ADAPTER_ROUTES = frozenset({"finetuned", "hybrid"})
+SEARCH_K = 5
+# The metric a route's quality is compared on, by the case's kind (unanswerable cases: correct_abstention).
+PRIMARY = {"qa": "token_f1", "json": "exact_fields", "exact": "exact"}
+STAGES = ("embed_ms", "search_ms", "rerank_ms", "ttft_ms", "generate_ms", "total_ms")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    routes: tuple[str, ...] = ("rag", "plain")
+    adapter: str | None = None
+    concurrency: int = 2
+    max_tokens: int = 128
+    rerank: bool | None = None  # the `search` route's; None: the endpoint's default (the CLI passes the profile's)
+
+
+@dataclass
+class CaseResult:
+    case_id: str
+    route: str
+    answer: str = ""
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # the server's stage timings, and the client's latency
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    citations: int = 0
+    reranked: bool = False
+    error: str | None = None
+
+    def primary(self, case: Case) -> float | None:
+        key = "correct_abstention" if case.unanswerable else PRIMARY[case.kind]
+        return self.metrics.get(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_routes(routes: Sequence[str], adapter: str | None, available: set[str]) -> None:
+    """Refuse (ValueError, naming the problem) an unknown route, or an adapter route without a known adapter."""
+    unknown = [r for r in routes if r not in ROUTES]
+    if unknown:
+        raise ValueError(f"unknown route(s) {', '.join(unknown)}; use {', '.join(ROUTES)}")
+    if not routes:
+        raise ValueError("no routes to run")
+    needs = sorted(set(routes) & ADAPTER_ROUTES)
+    if needs and adapter is None:
+        raise ValueError(f"route(s) {', '.join(needs)} need an adapter (--adapter NAME; see GET /v1/models)")
+    if needs and adapter not in available:
+        raise ValueError(f"adapter {adapter!r} is not served (GET /v1/models lists {len(available)} model(s))")
+
+
+def _score(case: Case, route: str, result: CaseResult, payload: dict[str, Any]) -> None:
+    if route == "search":
+        hits = payload["hits"]
+        retrieved = [h["source"] for h in hits]
+        ids = [str(h["document_id"]) for h in hits]
+        # expected_sources name documents by source or by id
+        by = ids if case.expected_sources and all(s in ids for s in case.expected_sources) else retrieved
+        result.metrics.update(metrics.retrieval(case.expected_sources, by, SEARCH_K))
+        result.timings.update({k: float(v) for k, v in payload["timings"].items()})
+        result.reranked = any(h.get("rerank_score") is not None for h in hits)
+        return
+    answer = payload["choices"][0]["message"]["content"]
+    citations = payload.get("citations") or []
+    result.answer, result.citations = answer, len(citations)
+    result.prompt_tokens = payload["usage"]["prompt_tokens"]
+    result.completion_tokens = payload["usage"]["completion_tokens"]
+    result.timings.update({k: float(v) for k, v in (payload.get("timings") or {}).items() if v is not None})
+    result.reranked = bool(result.timings.get("rerank_ms"))
+    result.metrics.update(metrics.quality(case.kind, answer, case.expected))
+    result.metrics.update(metrics.abstention(answer, case.unanswerable))
+    if route in ("rag", "hybrid"):
+        result.metrics.update(metrics.grounding(answer, citations))
+        if case.expected_sources:
+            cited = {c["source"] for c in citations} | {str(c["document_id"]) for c in citations}
+            result.metrics["source_recall"] = len(set(case.expected_sources) & cited) / len(case.expected_sources)
+
+
+def run_case(client: RagtuneClient, case: Case, route: str, options: RunOptions, base: str) -> CaseResult:
+    result = CaseResult(case_id=case.id, route=route)
+    started = time.perf_counter()
+    try:
+        if route == "search":
+            body = {"query": case.question, "top_n": SEARCH_K,
+                    **({"rerank": options.rerank} if options.rerank is not None else {})}
+            payload = client.request("POST", "/v1/search", json=body)
+        else:
+            model = options.adapter if route in ADAPTER_ROUTES else base
+            payload = client.chat({"model": model, "messages": list(case.messages), "route": route,
+                                   "temperature": 0, "max_tokens": options.max_tokens})
+        _score(case, route, result, payload)
+    except ClientError as exc:
+        result.error = str(exc)
+    result.timings["client_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    return result
+
+
+def run(client: RagtuneClient, cases: Sequence[Case], options: RunOptions,
+        on_result: Callable[[CaseResult], None] = lambda r: None) -> list[CaseResult]:
+    """Every case on every route, `concurrency` requests at a time; `on_result` sees each one as it ends."""
+    models = {m["id"] for m in client.request("GET", "/v1/models")["data"]}
+    check_routes(options.routes, options.adapter, models)
+    base = client.base_model()
+    work = [(case, route) for route in options.routes for case in cases]
+
+    def one(item: tuple[Case, str]) -> CaseResult:
+        result = run_case(client, item[0], item[1], options, base)
+        on_result(result)
+        return result
+
+    with ThreadPoolExecutor(max(1, options.concurrency)) as pool:
+        return list(pool.map(one, work))
