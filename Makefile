@@ -10,7 +10,7 @@ STAMP := $(VENV)/.ragtune-setup
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup models demo test test-unit bench bench-fine-tuning load up down status clean
+.PHONY: setup models demo eval test test-unit bench bench-fine-tuning load up down status clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,11 @@ status:
 # Leaves the cluster running; `make down` (or `ragtune down`) stops it.
 demo: models
 	$(BIN)/ragtune demo
+
+# The shipped evaluation sets (knowledge QA, JSON extraction) through every route on the demo cluster; reports in
+# docs/eval/ (about 15 minutes on 2 cores; trains the demo adapter first if this state dir has none).
+eval: models
+	$(BIN)/ragtune eval-demo --out docs/eval
 
 # The integration tests start their own cluster on other ports, in a temporary state dir.
 test: models

@@ -126,6 +126,15 @@ def models_list() -> None:
         typer.echo(f"{role:<9} {ref:<40} {where}")
 
 
+@corpus_app.command("eval-sets")
+def corpus_eval_sets(out_dir: Path) -> None:
+    """Write the shipped evaluation sets (knowledge-qa.jsonl, extraction.jsonl) into OUT_DIR."""
+    from cluster.demo.eval_sets import write_sets
+
+    for path, n in write_sets(out_dir):
+        typer.echo(f"wrote {n} cases to {path}")
+
+
 @corpus_app.command("export")
 def corpus_export(out_dir: Path) -> None:
     """Write the demo corpus (documentation of the installed stack) as files into OUT_DIR."""
@@ -415,10 +424,6 @@ def evaluate(
 ) -> None:
     """Run a test set through every route on the running cluster, measure quality, grounding, latency, tokens and
     monthly cost per route, and recommend one (the article's rules)."""
-    from tqdm import tqdm
-
-    from cluster.evaluation import report as reports
-    from cluster.evaluation import runner, testset
     from cluster.evaluation.rules import Declared
     from cluster.training.datasets import DatasetError
 
@@ -427,36 +432,59 @@ def evaluate(
     if knowledge_changes not in ("daily", "weekly", "monthly", "quarterly", "rarely"):
         fail(f"--knowledge-changes must be daily, weekly, monthly, quarterly or rarely, got {knowledge_changes!r}", 2)
     try:
-        cases = testset.parse(testset_path.read_bytes(), name=str(testset_path))
+        data = testset_path.read_bytes()
     except OSError as exc:
         fail(f"cannot read {testset_path}: {exc}", 2)
-    except DatasetError as exc:
-        fail(str(exc), 2)
     chosen = tuple(r.strip() for r in routes.split(",") if r.strip()) if routes else (
         ("rag", "plain", "search") + (("finetuned", "hybrid") if adapter else ()))
     declared = Declared(knowledge_changes=knowledge_changes, citations_required=citations_required,  # type: ignore[arg-type]
                         latency_budget_ms=latency_budget_ms, labelled_examples=labelled_examples,
                         can_maintain_training=training_pipeline)
-    # `search` retrieves as the RAG route does: with the profile's rerank setting.
-    options = runner.RunOptions(routes=chosen, adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
-                                rerank=s.profile_spec.retrieval.rerank)
-    with RagtuneClient(s.http_url) as client, tqdm(total=len(cases) * len(chosen), unit="answer",
-                                                   dynamic_ncols=True, disable=as_json) as bar:
-        try:
-            results = runner.run(client, cases, options, on_result=lambda r: bar.update(1))
-        except ValueError as exc:
-            fail(str(exc), 2)
-    summary = reports.summarize(cases, results, declared, s.profile_spec.costs, volume)
-    out_dir = out or s.state_dir / "evals" / time.strftime("%Y%m%d-%H%M%S")
-    paths = reports.write(summary, results, out_dir)
+    try:
+        summary = run_eval(s, data, str(testset_path), chosen, adapter, declared, concurrency=concurrency,
+                           max_tokens=max_tokens, volume=volume,
+                           out_dir=out or s.state_dir / "evals" / time.strftime("%Y%m%d-%H%M%S"), quiet=as_json)
+    except (DatasetError, ValueError) as exc:
+        fail(str(exc), 2)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "disagreements"}, indent=2, default=str))
-    else:
-        typer.echo(reports.markdown(summary).split("\n## Latency")[0])
-        typer.echo(f"report: {', '.join(str(p) for p in paths)}")
     misses = _below(summary, floors)
     if misses:
         fail("below the floor: " + "; ".join(misses))
+
+
+def run_eval(s, data: bytes, name: str, routes: tuple[str, ...], adapter: str | None, declared, *,  # noqa: ANN001
+             concurrency: int, max_tokens: int, volume: float, out_dir: Path, quiet: bool = False) -> dict:
+    """Parse (DatasetError), run through the ingress (ValueError for bad routes), write the report; the summary."""
+    from tqdm import tqdm
+
+    from cluster.evaluation import report as reports
+    from cluster.evaluation import runner, testset
+
+    cases = testset.parse(data, name=name)
+    # `search` retrieves as the RAG route does: with the profile's rerank setting.
+    options = runner.RunOptions(routes=routes, adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
+                                rerank=s.profile_spec.retrieval.rerank)
+    with RagtuneClient(s.http_url) as client, tqdm(total=len(cases) * len(routes), unit="answer",
+                                                   dynamic_ncols=True, disable=quiet) as bar:
+        results = runner.run(client, cases, options, on_result=lambda r: bar.update(1))
+    summary = reports.summarize(cases, results, declared, s.profile_spec.costs, volume)
+    paths = reports.write(summary, results, out_dir)
+    if not quiet:
+        typer.echo(reports.markdown(summary).split("\n## Latency")[0])
+        typer.echo(f"report: {', '.join(str(p) for p in paths)}")
+    return summary
+
+
+@app.command("eval-demo")
+def eval_demo(out: Annotated[Path, typer.Option(help="Where the two reports go.")] = Path("docs/eval"),
+              concurrency: Annotated[int, typer.Option(min=1, max=64)] = 2,
+              max_tokens: Annotated[int, typer.Option(min=1)] = 64) -> None:
+    """What `make eval` runs: the demo cluster, then the two shipped sets (knowledge QA, JSON extraction) through
+    every route, with a report each under OUT."""
+    from cluster.cli.demo import run_eval_demo
+
+    run_eval_demo(settings(), out, concurrency=concurrency, max_tokens=max_tokens)
 
 
 @app.command()

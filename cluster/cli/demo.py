@@ -4,6 +4,7 @@ JSON-extraction adapter through the queue, base vs adapter on held-out sentences
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import typer
 
@@ -92,7 +93,8 @@ def three_routes(client: RagtuneClient, adapter: str) -> None:
         typer.echo(f"{q:<36}{route:<11}{cites:>6}{retrieve:>10.0f}{rerank:>8.0f}{generate:>10.0f}{total:>9.0f}")
 
 
-def run_demo(s: Settings) -> None:
+def up_with_corpus(s: Settings) -> None:
+    """The cluster up, and the demo corpus ingested by the Ray Job (unchanged files are skipped on a re-run)."""
     from cluster.content.package_docs import export_corpus
     from cluster.models.cache import ModelNotPrepared
     from cluster.ops import local
@@ -107,6 +109,37 @@ def run_demo(s: Settings) -> None:
     typer.echo(f"exported {len(paths)} package docs to {corpus_dir}")
     if submit_and_follow(s, ["python", "-m", "jobs.ingest", str(corpus_dir)], echo=typer.echo) != 0:
         fail("the ingestion job failed")
+
+
+def run_eval_demo(s: Settings, out: Path, concurrency: int, max_tokens: int) -> None:
+    """Both shipped sets through every route on the demo cluster; a report each, and the recommendations."""
+    from cluster.cli.commands import run_eval
+    from cluster.demo.eval_sets import write_sets
+    from cluster.evaluation.rules import Declared
+
+    up_with_corpus(s)
+    with RagtuneClient(s.http_url) as client:
+        adapter = demo_adapter(client)
+    (qa, _), (extract, _) = write_sets(out / "sets")
+    train_examples = len(extraction.split()[0])
+    runs = (  # what the team would declare: no QA training data; the extraction adapter's own training set
+        ("knowledge-qa", qa, ("rag", "hybrid", "plain", "finetuned", "search"), Declared(labelled_examples=0)),
+        ("extraction", extract, ("plain", "finetuned", "rag", "hybrid"), Declared(labelled_examples=train_examples)),
+    )
+    rows = []
+    for name, path, routes, declared in runs:
+        typer.secho(f"\n{name}: {path}", bold=True)
+        summary = run_eval(s, path.read_bytes(), str(path), routes, adapter, declared, concurrency=concurrency,
+                           max_tokens=max_tokens, volume=1000, out_dir=out / name)
+        rows.append((name, summary))
+    typer.secho("\nrecommendations", bold=True)
+    for name, summary in rows:
+        quality = ", ".join(f"{r} {v['quality']:.2f}" for r, v in summary["routes"].items() if v["quality"] is not None)
+        typer.echo(f"{name:<14} -> {summary['recommendation']['route']}  ({summary['primary_metric']}: {quality})")
+
+
+def run_demo(s: Settings) -> None:
+    up_with_corpus(s)
     with RagtuneClient(s.http_url) as client:
         for query in QUERIES:
             print_hits(query, client.request("POST", "/v1/search", json={"query": query, "top_n": 3}))

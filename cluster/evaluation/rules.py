@@ -2,8 +2,9 @@
 measurement cannot give. Each rule that removes or picks a route says why, naming the number it rests on.
 
 Order: the latency budget removes routes that miss it; knowledge that changes more often than monthly, or
-required citations, keep only the retrieving routes; fewer than 500 labelled examples, or no one to maintain a
-training pipeline, remove the adapter routes (RAG first); among what is left the best quality wins, unless a
+required citations, keep only the retrieving routes; no one to maintain a training pipeline removes the adapter
+routes, and so do fewer than 500 labelled examples (RAG first) unless the measurement already shows the adapter
+significantly better than every other route; among what is left the best quality wins, unless a
 simpler route is not significantly worse (bootstrap interval of the paired difference includes 0): then the
 simpler one. Simplicity: plain < rag < finetuned < hybrid (each adds infrastructure or a training pipeline).
 """
@@ -82,13 +83,24 @@ def recommend(measured: list[Measured], declared: Declared,
         why = (f"the knowledge changes {declared.knowledge_changes} (more often than monthly)"
                if declared.knowledge_changes in ("daily", "weekly") else "citations are required")
         drop(set(candidates) - RETRIEVING, f"{why}: only a retrieving route stays current and cites")
-    if declared.labelled_examples < MIN_LABELLED or not declared.can_maintain_training:
-        why = (f"{declared.labelled_examples} labelled examples (fewer than {MIN_LABELLED}): RAG first"
-               if declared.labelled_examples < MIN_LABELLED else "no one can maintain a training pipeline")
-        if set(candidates) - ADAPTER:
-            drop(set(candidates) & ADAPTER, why)
-        else:
-            reasons.append(f"keeping the adapter routes although {why}: nothing else is left")
+    if not declared.can_maintain_training:
+        drop(set(candidates) & ADAPTER, "no one can maintain a training pipeline")
+    elif declared.labelled_examples < MIN_LABELLED and set(candidates) & ADAPTER and set(candidates) - ADAPTER:
+        # RAG first: an adapter stays only if the measurement already shows it clearly better than every other.
+        others = [c for c in candidates if c not in ADAPTER and routes[c].quality is not None]
+        for name in sorted(set(candidates) & ADAPTER):
+            wins = [_difference(differences, other, name) for other in others]
+            if others and all(d is not None and d.significant and d.mean > 0 for d in wins):
+                low = min(d.low for d in wins if d is not None)
+                reasons.append(f"keeping {name} although {declared.labelled_examples} labelled examples are fewer "
+                               f"than {MIN_LABELLED}: it is significantly better than every other route (by at "
+                               f"least {low:+.3f})")
+            else:
+                drop({name}, f"{declared.labelled_examples} labelled examples (fewer than {MIN_LABELLED}) and no "
+                             "significant gain measured: RAG first")
+    elif declared.labelled_examples < MIN_LABELLED and candidates and not set(candidates) - ADAPTER:
+        reasons.append(f"keeping the adapter routes although {declared.labelled_examples} labelled examples are "
+                       f"fewer than {MIN_LABELLED}: nothing else is left")
     if not candidates:
         return Recommendation(None, reasons + ["no route is left"])
 

@@ -61,11 +61,20 @@ def test_fast_changing_knowledge_or_citations_keep_a_retrieving_route() -> None:
 
 
 def test_few_labelled_examples_or_no_training_pipeline_mean_rag_first() -> None:
-    measured = [_m("rag", 0.3), _m("finetuned", 0.9)]
-    few = recommend(measured, Declared(labelled_examples=120), {("rag", "finetuned"): SIG})
-    assert few.route == "rag" and any("120 labelled examples" in r for r in few.reasons)
-    nobody = recommend(measured, Declared(labelled_examples=5000, can_maintain_training=False), {})
-    assert nobody.route == "rag"
+    measured = [_m("rag", 0.3), _m("finetuned", 0.35)]
+    few = recommend(measured, Declared(labelled_examples=120), {("rag", "finetuned"): NONE})
+    assert few.route == "rag" and any("120 labelled examples" in r and "RAG first" in r for r in few.reasons)
+    unmeasured = recommend(measured, Declared(labelled_examples=120), {})
+    assert unmeasured.route == "rag"
+    nobody = recommend([_m("rag", 0.3), _m("finetuned", 0.9)],
+                       Declared(labelled_examples=5000, can_maintain_training=False), {("rag", "finetuned"): SIG})
+    assert nobody.route == "rag" and any("maintain a training pipeline" in r for r in nobody.reasons)
+
+
+def test_an_adapter_measured_clearly_better_stays_despite_few_examples() -> None:
+    rec = recommend([_m("rag", 0.3), _m("finetuned", 0.9)], Declared(labelled_examples=160),
+                    {("rag", "finetuned"): SIG})
+    assert rec.route == "finetuned" and any("keeping finetuned although 160" in r for r in rec.reasons)
 
 
 def test_a_route_that_misses_the_latency_budget_is_not_recommended() -> None:
