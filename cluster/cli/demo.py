@@ -111,28 +111,39 @@ def up_with_corpus(s: Settings) -> None:
         fail("the ingestion job failed")
 
 
-def run_eval_demo(s: Settings, out: Path, concurrency: int, max_tokens: int) -> None:
-    """Both shipped sets through every route on the demo cluster; a report each, and the recommendations."""
-    from cluster.cli.commands import run_eval
-    from cluster.demo.eval_sets import write_sets
-    from cluster.evaluation.rules import Declared
-
+def run_eval_demo(s: Settings, out: Path, concurrency: int, max_tokens: int, cases: int | None = None) -> None:
+    """Both shipped sets through every route on the demo cluster; a report each, and the recommendations.
+    `cases` keeps only the first N of each set (the demo's short run)."""
     up_with_corpus(s)
     with RagtuneClient(s.http_url) as client:
         adapter = demo_adapter(client)
-    (qa, _), (extract, _) = write_sets(out / "sets")
+    recommend_routes(s, adapter, out, concurrency, max_tokens, cases)
+
+
+def recommend_routes(s: Settings, adapter: str, out: Path, concurrency: int, max_tokens: int,
+                     cases: int | None = None) -> None:
+    from cluster.cli.commands import run_eval
+    from cluster.demo.eval_sets import extraction_set, jsonl, knowledge_qa
+    from cluster.evaluation.rules import Declared
+
     train_examples = len(extraction.split()[0])
     runs = (  # what the team would declare: no QA training data; the extraction adapter's own training set
-        ("knowledge-qa", qa, ("rag", "hybrid", "plain", "finetuned", "search"), Declared(labelled_examples=0)),
-        ("extraction", extract, ("plain", "finetuned", "rag", "hybrid"), Declared(labelled_examples=train_examples)),
+        ("knowledge-qa", knowledge_qa(), ("rag", "hybrid", "plain", "finetuned", "search"),
+         Declared(labelled_examples=0)),
+        ("extraction", extraction_set(), ("plain", "finetuned", "rag", "hybrid"),
+         Declared(labelled_examples=train_examples)),
     )
+    (out / "sets").mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, path, routes, declared in runs:
-        typer.secho(f"\n{name}: {path}", bold=True)
+    for name, all_cases, routes, declared in runs:
+        chosen = all_cases[::max(1, len(all_cases) // cases)][:cases] if cases else all_cases
+        path = out / "sets" / f"{name}.jsonl"
+        path.write_bytes(jsonl(chosen))
+        typer.secho(f"\n{name}: {len(chosen)} cases ({path})", bold=True)
         summary = run_eval(s, path.read_bytes(), str(path), routes, adapter, declared, concurrency=concurrency,
                            max_tokens=max_tokens, volume=1000, out_dir=out / name)
         rows.append((name, summary))
-    typer.secho("\nrecommendations", bold=True)
+    typer.secho("\nrecommendations (ragtune eval, docs/eval.md)", bold=True)
     for name, summary in rows:
         quality = ", ".join(f"{r} {v['quality']:.2f}" for r, v in summary["routes"].items() if v["quality"] is not None)
         typer.echo(f"{name:<14} -> {summary['recommendation']['route']}  ({summary['primary_metric']}: {quality})")
@@ -149,6 +160,8 @@ def run_demo(s: Settings) -> None:
         typer.secho(f"\nThree routes: rag (base model + sources), finetuned and hybrid (adapter {adapter!r})",
                     bold=True)
         three_routes(client, adapter)
+    typer.secho("\nWhich route? A short ragtune eval run of the shipped sets (make eval runs them whole)", bold=True)
+    recommend_routes(s, adapter, s.state_dir / "evals" / "demo", concurrency=2, max_tokens=48, cases=10)
     typer.secho(f"\nThe cluster keeps running at {s.http_url} (API docs: {s.http_url}/docs).", bold=True)
     typer.echo("Try: ragtune ask \"your question\" [--route rag|finetuned|hybrid --adapter NAME --stream]")
     typer.echo("     ragtune train DATA.jsonl --suffix NAME --follow; ragtune jobs")
