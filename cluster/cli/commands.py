@@ -11,6 +11,9 @@ import typer
 from pydantic import ValidationError
 
 from cluster.cli.client import RagtuneClient
+from cluster.evaluation.rules import Declared
+from cluster.evaluation.runner import RunOptions
+from cluster.evaluation.runner import run as run_cases
 
 app = typer.Typer(help="ragtune: RAG, fine-tuned and hybrid LLM serving on one Ray cluster.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -406,8 +409,8 @@ def evaluate(
                                                        "Default: rag,plain,search, plus finetuned,hybrid with "
                                                        "--adapter.")] = None,
     adapter: Annotated[Optional[str], typer.Option(help="The adapter for the finetuned and hybrid routes.")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 2,
-    max_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = RunOptions.concurrency,
+    max_tokens: Annotated[int, typer.Option(min=1)] = RunOptions.max_tokens,
     volume: Annotated[float, typer.Option(min=0, help="Queries per day, for the monthly cost.")] = 1000,
     out: Annotated[Optional[Path], typer.Option(help="Report directory (default: STATE_DIR/evals/<time>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -415,16 +418,18 @@ def evaluate(
                                                                  "(repeatable; `quality` is the primary metric).")]
     = None,
     knowledge_changes: Annotated[str, typer.Option(help="daily | weekly | monthly | quarterly | rarely")]
-    = "monthly",
-    citations_required: Annotated[bool, typer.Option(help="Answers must cite their sources.")] = False,
-    latency_budget_ms: Annotated[Optional[float], typer.Option(help="p95 per answer a route must meet.")] = None,
-    labelled_examples: Annotated[int, typer.Option(min=0, help="Labelled examples you could train on.")] = 0,
+    = Declared.knowledge_changes,
+    citations_required: Annotated[bool, typer.Option(help="Answers must cite their sources.")]
+    = Declared.citations_required,
+    latency_budget_ms: Annotated[Optional[float], typer.Option(help="p95 per answer a route must meet.")]
+    = Declared.latency_budget_ms,
+    labelled_examples: Annotated[int, typer.Option(min=0, help="Labelled examples you could train on.")]
+    = Declared.labelled_examples,
     training_pipeline: Annotated[bool, typer.Option(help="Whether the team can maintain a training pipeline.")]
-    = True,
+    = Declared.can_maintain_training,
 ) -> None:
     """Run a test set through every route on the running cluster, measure quality, grounding, latency, tokens and
     monthly cost per route, and recommend one (the article's rules)."""
-    from cluster.evaluation.rules import Declared
     from cluster.training.datasets import DatasetError
 
     s = settings()
@@ -459,15 +464,15 @@ def run_eval(s, data: bytes, name: str, routes: tuple[str, ...], adapter: str | 
     from tqdm import tqdm
 
     from cluster.evaluation import report as reports
-    from cluster.evaluation import runner, testset
+    from cluster.evaluation import testset
 
     cases = testset.parse(data, name=name)
     # `search` retrieves as the RAG route does: with the profile's rerank setting.
-    options = runner.RunOptions(routes=routes, adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
+    options = RunOptions(routes=routes, adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
                                 rerank=s.profile_spec.retrieval.rerank)
     with RagtuneClient(s.http_url) as client, tqdm(total=len(cases) * len(routes), unit="answer",
                                                    dynamic_ncols=True, disable=quiet) as bar:
-        results = runner.run(client, cases, options, on_result=lambda r: bar.update(1))
+        results = run_cases(client, cases, options, on_result=lambda r: bar.update(1))
     summary = reports.summarize(cases, results, declared, s.profile_spec.costs, volume)
     paths = reports.write(summary, results, out_dir)
     if not quiet:
