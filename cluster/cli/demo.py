@@ -123,23 +123,18 @@ def run_eval_demo(s: Settings, out: Path, concurrency: int, max_tokens: int, cas
 def recommend_routes(s: Settings, adapter: str, out: Path, concurrency: int, max_tokens: int,
                      cases: int | None = None) -> None:
     from cluster.cli.commands import run_eval
-    from cluster.demo.eval_sets import extraction_set, jsonl, knowledge_qa
+    from cluster.demo.eval_sets import write_sets
     from cluster.evaluation.rules import Declared
 
-    train_examples = len(extraction.split()[0])
+    (qa, n_qa), (extract, n_extract) = write_sets(out / "sets", cases)
     runs = (  # what the team would declare: no QA training data; the extraction adapter's own training set
-        ("knowledge-qa", knowledge_qa(), ("rag", "hybrid", "plain", "finetuned", "search"),
-         Declared(labelled_examples=0)),
-        ("extraction", extraction_set(), ("plain", "finetuned", "rag", "hybrid"),
-         Declared(labelled_examples=train_examples)),
+        ("knowledge-qa", qa, n_qa, ("rag", "hybrid", "plain", "finetuned", "search"), Declared(labelled_examples=0)),
+        ("extraction", extract, n_extract, ("plain", "finetuned", "rag", "hybrid"),
+         Declared(labelled_examples=len(extraction.split()[0]))),
     )
-    (out / "sets").mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, all_cases, routes, declared in runs:
-        chosen = all_cases[::max(1, len(all_cases) // cases)][:cases] if cases else all_cases
-        path = out / "sets" / f"{name}.jsonl"
-        path.write_bytes(jsonl(chosen))
-        typer.secho(f"\n{name}: {len(chosen)} cases ({path})", bold=True)
+    for name, path, n, routes, declared in runs:
+        typer.secho(f"\n{name}: {n} cases ({path})", bold=True)
         summary = run_eval(s, path.read_bytes(), str(path), routes, adapter, declared, concurrency=concurrency,
                            max_tokens=max_tokens, volume=1000, out_dir=out / name)
         rows.append((name, summary))

@@ -72,12 +72,14 @@ def jsonl(cases: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(c) + "\n" for c in cases).encode()
 
 
-def write_sets(out_dir: Path) -> list[tuple[Path, int]]:
-    """knowledge-qa.jsonl and extraction.jsonl in out_dir: (path, cases) each."""
+def write_sets(out_dir: Path, cases: int | None = None) -> list[tuple[Path, int]]:
+    """knowledge-qa.jsonl and extraction.jsonl in out_dir: (path, cases) each. `cases` keeps N of each set,
+    spread evenly over it (a short run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, cases in (("knowledge-qa", knowledge_qa()), ("extraction", extraction_set())):
+    for name, every in (("knowledge-qa", knowledge_qa()), ("extraction", extraction_set())):
+        chosen = every[::max(1, len(every) // cases)][:cases] if cases else every
         path = out_dir / f"{name}.jsonl"
-        path.write_bytes(jsonl(cases))
-        written.append((path, len(cases)))
+        path.write_bytes(jsonl(chosen))
+        written.append((path, len(chosen)))
     return written

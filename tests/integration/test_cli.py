@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
-
-
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "ragtune"), *args], capture_output=True, text=True, timeout=300,
-                          env=env or os.environ.copy())
+from tests.support.helpers import ragtune as run
 
 
 def test_status_reports_deployments_and_database(live) -> None:  # noqa: ANN001

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from tests.support.helpers import ragtune
+
 ROUTES = ("rag", "finetuned", "hybrid", "plain", "search")
 
 
 def _eval(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "ragtune"), "eval", *args], capture_output=True, text=True, timeout=600,
-                          env=os.environ.copy())
+    return ragtune("eval", *args, timeout_s=600)
 
 
 def _testset(path: Path) -> Path:

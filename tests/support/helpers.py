@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import httpx
@@ -34,3 +38,9 @@ def package_text(name: str) -> str:
     doc = package_doc(name)
     assert doc is not None, f"package {name} has no description"
     return doc.titled()
+
+
+def ragtune(*args: str, env: dict | None = None, timeout_s: float = 300) -> subprocess.CompletedProcess:
+    """The `ragtune` command of this venv, run as a user would (this process's environment: the test cluster)."""
+    return subprocess.run([str(Path(sys.executable).parent / "ragtune"), *args], capture_output=True, text=True,
+                          timeout=timeout_s, env=env or os.environ.copy())
