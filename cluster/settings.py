@@ -67,6 +67,17 @@ class FineTuningLimits(BaseSettings):
     poll_interval_s: float = Field(1.0, gt=0, le=60)
 
 
+class EvalLimits(BaseSettings):
+    """The eval queue: how many runs at once, and how often one whose job ended early is resumed."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGTUNE_EVAL_", frozen=True)
+
+    max_concurrent_runs: PositiveInt = Field(1, description="Runs share the cluster with users: one at a time.")
+    max_attempts: PositiveInt = Field(3, description="Ray jobs per run before an unreachable ingress fails it.")
+    request_retries: int = Field(3, ge=0, le=10, description="Retries of one request on 502/503/504 or no answer.")
+    max_concurrency: PositiveInt = Field(16, description="The most requests one run may have in flight.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGTUNE_", frozen=True, extra="ignore")
 
@@ -102,6 +113,7 @@ class Settings(BaseSettings):
     search: SearchLimits = Field(default_factory=SearchLimits)
     ingest: IngestLimits = Field(default_factory=IngestLimits)
     fine_tuning: FineTuningLimits = Field(default_factory=FineTuningLimits)
+    evals: EvalLimits = Field(default_factory=EvalLimits)
 
     @field_validator("state_dir", "models_dir")
     @classmethod

@@ -13,7 +13,7 @@ from ray.serve import Application
 from cluster.profiles import Autoscaling, Placement
 from cluster.settings import Settings
 from serve.api.ingress import Ingress
-from serve.deployments.dispatcher import FineTuneDispatcher
+from serve.deployments.dispatcher import JobDispatcher
 from serve.deployments.embedder import Embedder
 from serve.deployments.llm import LLMServer
 from serve.deployments.reranker import Reranker
@@ -44,7 +44,7 @@ def deployment_options(name: str, placement: Placement) -> dict[str, Any]:
 
 
 def build(args: dict[str, Any] | None = None) -> Application:
-    """The application graph: Ingress -> (Embedder, Reranker, LLMServer, FineTuneDispatcher). `args` override
+    """The application graph: Ingress -> (Embedder, Reranker, LLMServer, JobDispatcher). `args` override
     settings fields."""
     settings = Settings(**(args or {}))
     profile = settings.profile_spec
@@ -52,8 +52,8 @@ def build(args: dict[str, Any] | None = None) -> Application:
     reranker = serve.deployment(Reranker).options(**deployment_options("Reranker", profile.reranker.placement))
     llm = serve.deployment(LLMServer).options(**deployment_options("LLMServer", settings.llm_spec.placement))
     # Exactly one dispatcher, on the head node (where the Ray Jobs API is); Serve restarts it if it dies.
-    dispatcher = serve.deployment(FineTuneDispatcher).options(
-        name="FineTuneDispatcher", num_replicas=1, max_ongoing_requests=64, health_check_period_s=10,
+    dispatcher = serve.deployment(JobDispatcher).options(
+        name="JobDispatcher", num_replicas=1, max_ongoing_requests=64, health_check_period_s=10,
         graceful_shutdown_timeout_s=10, logging_config=LOGGING,
         ray_actor_options={"num_cpus": 0.05, "resources": {"node:__internal_head__": 0.001}})
     ingress = serve.deployment(Ingress).options(**deployment_options("Ingress", profile.ingress))

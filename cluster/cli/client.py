@@ -13,9 +13,15 @@ import httpx
 
 
 class ClientError(RuntimeError):
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, status: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.status = status  # the HTTP status; None when the server was not reached
+
+    @property
+    def transient(self) -> bool:
+        """Unreachable, or the server said it is overloaded or restarting: the same request may succeed later."""
+        return self.status is None or self.status in (502, 503, 504)
 
 
 def _message(response: httpx.Response) -> str:
@@ -46,7 +52,7 @@ class RagtuneClient:
         """One API call's JSON body; an error status raises ClientError with the server's message."""
         response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
-            raise ClientError(_message(response), 2 if response.status_code < 500 else 1)
+            raise ClientError(_message(response), 2 if response.status_code < 500 else 1, response.status_code)
         return response.json()
 
     def base_model(self) -> str:
@@ -69,7 +75,8 @@ class RagtuneClient:
             with self.http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
                 if response.status_code != 200:
                     response.read()
-                    raise ClientError(_message(response), 2 if response.status_code < 500 else 1)
+                    raise ClientError(_message(response), 2 if response.status_code < 500 else 1,
+                                      response.status_code)
                 for event in _events(response.iter_lines()):
                     if event["choices"]:
                         piece = event["choices"][0]["delta"].get("content") or ""

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from cluster.cli.client import RagtuneClient
 from cluster.evaluation.rules import Declared
 from cluster.evaluation.runner import RunOptions
-from cluster.evaluation.runner import run as run_cases
 
 app = typer.Typer(help="ragtune: RAG, fine-tuned and hybrid LLM serving on one Ray cluster.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -23,7 +22,10 @@ adapters_app = typer.Typer(help="LoRA adapters in the adapter store (served by n
                            no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(corpus_app, name="corpus")
+evals_app = typer.Typer(help="Eval runs recorded on the cluster (POST /v1/evals; `ragtune eval` submits one).",
+                        no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
+app.add_typer(evals_app, name="evals")
 
 
 def say_error(message: str) -> None:
@@ -430,8 +432,6 @@ def evaluate(
 ) -> None:
     """Run a test set through every route on the running cluster, measure quality, grounding, latency, tokens and
     monthly cost per route, and recommend one (the article's rules)."""
-    from cluster.training.datasets import DatasetError
-
     s = settings()
     floors = _floors(fail_under or [])
     if knowledge_changes not in ("daily", "weekly", "monthly", "quarterly", "rarely"):
@@ -440,17 +440,13 @@ def evaluate(
         data = testset_path.read_bytes()
     except OSError as exc:
         fail(f"cannot read {testset_path}: {exc}", 2)
-    chosen = tuple(r.strip() for r in routes.split(",") if r.strip()) if routes else (
-        ("rag", "plain", "search") + (("finetuned", "hybrid") if adapter else ()))
+    chosen = tuple(r.strip() for r in routes.split(",") if r.strip()) if routes else None
     declared = Declared(knowledge_changes=knowledge_changes, citations_required=citations_required,  # type: ignore[arg-type]
                         latency_budget_ms=latency_budget_ms, labelled_examples=labelled_examples,
                         can_maintain_training=training_pipeline)
-    try:
-        summary = run_eval(s, data, str(testset_path), chosen, adapter, declared, concurrency=concurrency,
-                           max_tokens=max_tokens, volume=volume,
-                           out_dir=out or s.state_dir / "evals" / time.strftime("%Y%m%d-%H%M%S"), quiet=as_json)
-    except (DatasetError, ValueError) as exc:
-        fail(str(exc), 2)
+    summary = run_eval(s, data, str(testset_path), chosen, adapter, declared, concurrency=concurrency,
+                       max_tokens=max_tokens, volume=volume,
+                       out_dir=out or s.state_dir / "evals" / time.strftime("%Y%m%d-%H%M%S"), quiet=as_json)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "disagreements"}, indent=2, default=str))
     misses = _below(summary, floors)
@@ -458,27 +454,65 @@ def evaluate(
         fail("below the floor: " + "; ".join(misses))
 
 
-def run_eval(s, data: bytes, name: str, routes: tuple[str, ...], adapter: str | None, declared, *,  # noqa: ANN001
+def run_eval(s, data: bytes, name: str, routes: tuple[str, ...] | None, adapter: str | None, declared, *,  # noqa: ANN001
              concurrency: int, max_tokens: int, volume: float, out_dir: Path, quiet: bool = False) -> dict:
-    """Parse (DatasetError), run through the ingress (ValueError for bad routes), write the report; the summary."""
-    from tqdm import tqdm
-
-    from cluster.evaluation import report as reports
+    """Parse here (line numbers before anything is sent), run on the cluster, write the report; the summary.
+    A refused set fails the command (exit 2); a refused submission or a run that did not complete raises
+    ClientError (the CLI's main prints it)."""
+    from cluster.cli.evals import run_testset
     from cluster.evaluation import testset
+    from cluster.training.datasets import DatasetError
 
-    cases = testset.parse(data, name=name)
-    # `search` retrieves as the RAG route does: with the profile's rerank setting.
-    options = RunOptions(routes=routes, adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
-                                rerank=s.profile_spec.retrieval.rerank)
-    with RagtuneClient(s.http_url) as client, tqdm(total=len(cases) * len(routes), unit="answer",
-                                                   dynamic_ncols=True, disable=quiet) as bar:
-        results = run_cases(client, cases, options, on_result=lambda r: bar.update(1))
-    summary = reports.summarize(cases, results, declared, s.profile_spec.costs, volume)
-    paths = reports.write(summary, results, out_dir)
-    if not quiet:
-        typer.echo(reports.markdown(summary).split("\n## Latency")[0])
-        typer.echo(f"report: {', '.join(str(p) for p in paths)}")
-    return summary
+    try:
+        cases = testset.parse(data, name=name)
+        return run_testset(s.http_url, cases, routes, adapter, declared, concurrency=concurrency,
+                           max_tokens=max_tokens, queries_per_day=volume, name=Path(name).name, out_dir=out_dir,
+                           quiet=quiet)
+    except DatasetError as exc:
+        fail(str(exc), 2)
+
+
+@evals_app.command("list")
+def evals_list(limit: Annotated[int, typer.Option(min=1, max=100)] = 20) -> None:
+    """Recent eval runs, newest first."""
+    with RagtuneClient(settings().http_url) as client:
+        runs = client.request("GET", "/v1/evals", params={"limit": limit})["data"]
+    for r in runs:
+        rec = (r["report"] or {}).get("recommendation", {}).get("route") or "-"
+        typer.echo(f"{r['id']}  {r['status']:<11} {r['progress']['completed']:>5}/{r['progress']['total']:<5} "
+                   f"{','.join(r['routes']):<32} -> {rec:<9} {r['name'] or ''}")
+    if not runs:
+        typer.echo("no eval runs yet (ragtune eval TESTSET.jsonl)")
+
+
+@evals_app.command("show")
+def evals_show(eval_id: str,
+               out: Annotated[Optional[Path], typer.Option(help="Write the report here (completed runs).")] = None,
+               as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False) -> None:
+    """One run: status and counts; for a completed run, its recommendation table (and the report files)."""
+    from cluster.cli.evals import write_report
+
+    s = settings()
+    with RagtuneClient(s.http_url) as client:
+        run = client.request("GET", f"/v1/evals/{eval_id}")
+        if as_json:
+            typer.echo(json.dumps(run, indent=2))
+            return
+        typer.echo(f"{run['id']}: {run['status']}, {run['progress']['completed']}/{run['progress']['total']} answers "
+                   f"({run['result_counts']['passed']} passed, {run['result_counts']['failed']} failed, "
+                   f"{run['result_counts']['errored']} errored), attempt {run['attempt']}")
+        if run["error"]:
+            typer.echo(f"error: {run['error']['message']}")
+        if run["status"] == "completed":
+            write_report(client, run, out or s.state_dir / "evals" / eval_id, echo=typer.echo)
+
+
+@evals_app.command("cancel")
+def evals_cancel(eval_id: str) -> None:
+    """Cancel a queued or running eval run (results recorded so far are kept)."""
+    with RagtuneClient(settings().http_url) as client:
+        run = client.request("POST", f"/v1/evals/{eval_id}/cancel")
+    typer.echo(f"{run['id']}: {run['status']}{' (stopping)' if run['status'] == 'in_progress' else ''}")
 
 
 @app.command("eval-demo")

@@ -2,26 +2,29 @@
 scores each answer. The summary per route and the recommendation are built from these results (`report`).
 
 Routes: `rag` and `plain` ask the base model, `finetuned` and `hybrid` the adapter; `search` retrieves only
-(`POST /v1/search`) and is scored on the expected sources. A request that fails is recorded with its error and
-scores nothing; it never stops the run.
+(`POST /v1/search`) and is scored on the expected sources. A request the ingress refuses or fails is recorded
+with its error and scores nothing; it never stops the run. An ingress that cannot be reached (or keeps answering
+503) is no answer at all: the run stops without recording that case and resumes later (jobs/eval.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from cluster.cli.client import ClientError, RagtuneClient
 from cluster.evaluation import metrics
 from cluster.evaluation.testset import Case
+from cluster.store.evals import Verdict
 
 ROUTES = ("rag", "finetuned", "hybrid", "plain", "search")
 ADAPTER_ROUTES = frozenset({"finetuned", "hybrid"})
 SEARCH_K = 5
 # The metric a route's quality is compared on, by the case's kind (unanswerable cases: correct_abstention).
 PRIMARY = {"qa": "token_f1", "json": "exact_fields", "exact": "exact"}
+PASS = 0.5  # an answer passes when its primary score reaches this (OpenAI's output items are pass / fail)
 STAGES = ("embed_ms", "search_ms", "rerank_ms", "ttft_ms", "generate_ms", "total_ms")
 
 
@@ -66,7 +69,7 @@ def check_routes(routes: Sequence[str], adapter: str | None, available: set[str]
     if needs and adapter is None:
         raise ValueError(f"route(s) {', '.join(needs)} need an adapter (--adapter NAME; see GET /v1/models)")
     if needs and adapter not in available:
-        raise ValueError(f"adapter {adapter!r} is not served (GET /v1/models lists {len(available)} model(s))")
+        raise ValueError(f"adapter {adapter!r} is not served (GET /v1/models lists the served models)")
 
 
 def _score(case: Case, route: str, result: CaseResult, payload: dict[str, Any]) -> None:
@@ -97,6 +100,8 @@ def _score(case: Case, route: str, result: CaseResult, payload: dict[str, Any]) 
 
 
 def run_case(client: RagtuneClient, case: Case, route: str, options: RunOptions, base: str) -> CaseResult:
+    """One answer, scored. A refused or failing request is the result's `error`; an unreachable or overloaded
+    ingress raises (ClientError with `transient`): that is no answer, and the case must be asked again."""
     result = CaseResult(case_id=case.id, route=route)
     started = time.perf_counter()
     try:
@@ -110,23 +115,75 @@ def run_case(client: RagtuneClient, case: Case, route: str, options: RunOptions,
                                    "temperature": 0, "max_tokens": options.max_tokens})
         _score(case, route, result, payload)
     except ClientError as exc:
+        if exc.transient:
+            raise
         result.error = str(exc)
     result.timings["client_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return result
 
 
-def run(client: RagtuneClient, cases: Sequence[Case], options: RunOptions,
-        on_result: Callable[[CaseResult], None] = lambda r: None) -> list[CaseResult]:
-    """Every case on every route, `concurrency` requests at a time; `on_result` sees each one as it ends."""
-    models = {m["id"] for m in client.request("GET", "/v1/models")["data"]}
-    check_routes(options.routes, options.adapter, models)
-    base = client.base_model()
-    work = [(case, route) for route in options.routes for case in cases]
+def verdict(case: Case, result: CaseResult) -> Verdict:
+    """pass / fail on the route's primary score (recall@5 for `search`) against PASS; unscored without one."""
+    if result.error is not None:
+        return "error"
+    score = result.metrics.get(f"recall_at_{SEARCH_K}") if result.route == "search" else result.primary(case)
+    if score is None:
+        return "unscored"
+    return "pass" if score >= PASS else "fail"
 
-    def one(item: tuple[Case, str]) -> CaseResult:
-        result = run_case(client, item[0], item[1], options, base)
-        on_result(result)
-        return result
 
-    with ThreadPoolExecutor(max(1, options.concurrency)) as pool:
-        return list(pool.map(one, work))
+class IngressUnavailable(RuntimeError):
+    """The ingress stayed unreachable (or overloaded) through every retry: the run must resume later."""
+
+
+@dataclass(frozen=True)
+class Work:
+    position: int  # the case's place in the test set (1-based)
+    case: Case
+    route: str
+
+
+def pending(cases: Sequence[tuple[int, Case]], routes: Sequence[str], done: set[tuple[int, str]]) -> list[Work]:
+    """What a run still has to ask: every case on every route, route by route, less what is recorded."""
+    return [Work(position, case, route) for route in routes for position, case in cases
+            if (position, route) not in done]
+
+
+def served_models(client: RagtuneClient) -> set[str]:
+    return {m["id"] for m in client.request("GET", "/v1/models")["data"]}
+
+
+async def run_pending(client: RagtuneClient, work: Sequence[Work], options: RunOptions, base: str,
+                      record: Callable[[Work, CaseResult], Awaitable[bool]], retries: int = 3,
+                      backoff_s: float = 1.0) -> None:
+    """Ask every item, `options.concurrency` at a time; `record` is awaited with each result as it ends and
+    returns False to stop the run (a cancellation). A transient failure is retried with exponential backoff; one
+    that outlasts the retries stops the run with IngressUnavailable, recording nothing for that item."""
+    items = iter(work)
+    failure: list[ClientError] = []
+    stopped = False
+
+    async def ask(item: Work) -> CaseResult:
+        for attempt in range(retries):
+            try:
+                return await asyncio.to_thread(run_case, client, item.case, item.route, options, base)
+            except ClientError:
+                await asyncio.sleep(backoff_s * 2 ** attempt)
+        return await asyncio.to_thread(run_case, client, item.case, item.route, options, base)
+
+    async def worker() -> None:
+        nonlocal stopped
+        for item in items:  # one shared iterator: each item goes to exactly one worker
+            if failure or stopped:
+                return
+            try:
+                result = await ask(item)
+            except ClientError as exc:
+                failure.append(exc)
+                return
+            if not await record(item, result):
+                stopped = True
+
+    await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
+    if failure:
+        raise IngressUnavailable(str(failure[0]))

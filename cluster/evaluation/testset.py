@@ -96,6 +96,38 @@ def parse(data: bytes, name: str = "test set") -> list[Case]:
     if len(data) > MAX_BYTES:
         raise DatasetError([Problem(None, f"{len(data)} bytes; the limit is {MAX_BYTES}")], name)
     objects, problems = json_lines(data, name)
+    return _validated(objects, problems, name)
+
+
+def parse_items(items: list[Any], name: str = "test set") -> list[Case]:
+    """The same checks over already-decoded cases (an API body's items); "line" N is the N-th item."""
+    objects: list[tuple[int, dict[str, Any]]] = []
+    problems: list[Problem] = []
+    for n, obj in enumerate(items, start=1):
+        if isinstance(obj, dict):
+            objects.append((n, obj))
+        else:
+            problems.append(Problem(n, f"a case is a JSON object, got {type(obj).__name__}"))
+    return _validated(objects, problems, name)
+
+
+def as_item(case: Case) -> dict[str, Any]:
+    """A case as a test-set object again (stored with a run; `parse_items` reads it back to the same case)."""
+    item: dict[str, Any] = {"id": case.id, "messages": [dict(m) for m in case.messages], "kind": case.kind}
+    if case.expected is not None:
+        item["expected"] = case.expected
+    if case.expected_sources:
+        item["expected_sources"] = list(case.expected_sources)
+    if case.tags:
+        item["tags"] = list(case.tags)
+    if case.unanswerable:
+        item["unanswerable"] = True
+    return item
+
+
+def _validated(objects: list[tuple[int, dict[str, Any]]], problems: list[Problem], name: str) -> list[Case]:
+    if len(objects) > MAX_CASES:  # refused before any case is validated: the cap bounds the work
+        raise DatasetError([Problem(None, f"{len(objects)} cases; the limit is {MAX_CASES}")], name)
     cases: list[Case] = []
     seen: dict[str, int] = {}
     for line, obj in objects:
@@ -110,8 +142,6 @@ def parse(data: bytes, name: str = "test set") -> list[Case]:
     problems.sort(key=lambda p: p.line or 0)
     if not cases and not problems:
         problems.append(Problem(None, "no cases (the file is empty)"))
-    if len(cases) > MAX_CASES:
-        problems.append(Problem(None, f"{len(cases)} cases; the limit is {MAX_CASES}"))
     if problems:
         raise DatasetError(problems, name)
     return cases

@@ -1,4 +1,5 @@
-"""Uploaded training files: content by file id in a directory or any fsspec URI (rows live in Postgres)."""
+"""Uploaded files (training data, eval test sets): content by file id in a directory or any fsspec URI (rows
+live in Postgres)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,7 @@ class FileStore:
         fs, path = fsspec.core.url_to_fs(uri)
         if fs.exists(path):
             fs.rm(path)
+
+    def get(self, uri: str) -> bytes:
+        fs, path = fsspec.core.url_to_fs(uri)
+        return fs.cat_file(path)

@@ -13,6 +13,7 @@ from cluster.settings import Settings
 from cluster.store.db import LazyPool
 from serve.observability.metrics import IngressMetrics
 from serve.observability.request_log import current
+from serve.services.evals import EvalService
 from serve.services.fine_tuning import FineTuningService
 from serve.services.generation import GenerationService
 from serve.services.health import HealthService
@@ -25,6 +26,7 @@ class Services:
     knowledge: KnowledgeService
     generation: GenerationService
     fine_tuning: FineTuningService
+    evals: EvalService
     health: HealthService
     db: LazyPool  # the error handlers expire its connections after a database failure
     metrics: IngressMetrics  # the request observer records every request into them

@@ -16,11 +16,12 @@ from cluster.ops.handles import EmbedderClient, RerankerClient
 from cluster.settings import Settings
 from cluster.store.adapters import AdapterStore
 from cluster.store.db import LazyPool
-from serve.api import dependencies, documents, errors, fine_tuning, generation, operations, retrieval
+from serve.api import dependencies, documents, errors, evals, fine_tuning, generation, operations, retrieval
 from serve.api.dependencies import Services
 from serve.observability.metrics import IngressMetrics
 from serve.observability.request_log import RequestObserver
 from serve.schemas.common import ErrorResponse
+from serve.services.evals import EvalService
 from serve.services.fine_tuning import FineTuningService
 from serve.services.generation import GenerationService
 from serve.services.health import HealthService
@@ -36,7 +37,7 @@ app = FastAPI(
 errors.install(app)
 # Outermost: it sees every response, errors included, and measures streams to their last byte.
 app.add_middleware(RequestObserver, metrics=dependencies.current_metrics)
-for area in (operations, documents, retrieval, generation, fine_tuning):
+for area in (operations, documents, retrieval, generation, fine_tuning, evals):
     app.include_router(area.router)
 
 
@@ -56,9 +57,9 @@ class Ingress:
                                      RerankerClient(reranker, profile.reranker.max_batch_size),
                                      Ingester.from_settings(settings, embedder_client.embed))
         llm_tokenizer = AutoTokenizer.from_pretrained(resolve(settings.llm_spec.model, settings.models_dir))
+        generation = GenerationService(settings, knowledge, llm, AdapterStore.from_settings(settings), llm_tokenizer)
         dependencies.install(Services(
-            settings=settings, knowledge=knowledge,
-            generation=GenerationService(settings, knowledge, llm, AdapterStore.from_settings(settings),
-                                         llm_tokenizer),
+            settings=settings, knowledge=knowledge, generation=generation,
             fine_tuning=FineTuningService(settings, db, llm_tokenizer, dispatcher),
+            evals=EvalService(settings, db, generation, dispatcher),
             health=HealthService(db, knowledge, llm), db=db, metrics=IngressMetrics(), started=int(time.time())))

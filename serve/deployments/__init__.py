@@ -1,2 +1,2 @@
-"""One Ray Serve deployment per file (Embedder, Reranker, LLMServer, FineTuneDispatcher) and what they own: engines,
+"""One Ray Serve deployment per file (Embedder, Reranker, LLMServer, JobDispatcher) and what they own: engines,
 models, the queue loop."""

@@ -1,9 +1,14 @@
-"""The fine-tuning dispatcher: the one loop that moves queued jobs onto Ray Jobs and follows them.
+"""The queues' dispatcher: the one loop that moves queued fine-tuning jobs and eval runs onto Ray Jobs and
+follows them.
 
 Ray Jobs has no queue (many submissions at once starve the head), so jobs wait as rows in Postgres and this loop
 submits one only while the profile's concurrency and GPU budget allow. Each tick it also follows the running
 jobs: new log lines become events (step, loss, eval loss), a requested cancellation stops the Ray job, and a
 finished Ray job becomes succeeded (with its adapter, already published by the job), failed or cancelled.
+
+Eval runs (one at a time by default) record their own results and report (jobs/eval.py); the dispatcher submits
+each attempt under its fixed submission id, stops a canceled one, and resumes a run whose Ray job ended before
+the run did (an unreachable ingress, a lost worker) as the next attempt, up to `evals.max_attempts`.
 
 Restart safety: all state is in Postgres, and a job's Ray submission id is fixed at creation, so after a crash
 the next leader finds the job running, asks Ray about that id, and resubmits only if Ray never got it: no job is
@@ -21,6 +26,7 @@ import asyncpg
 
 from cluster.settings import Settings
 from cluster.store import db
+from cluster.store import evals
 from cluster.store import fine_tuning as ft
 from cluster.store.adapters import AdapterStore
 from cluster.training.progress import parse_events
@@ -54,6 +60,13 @@ def train_entrypoint(job: ft.FineTuningJob, training: ft.TrainingFile,
         if h.get(key) is not None:
             args += [flag, str(h[key])]
     return args
+
+
+def eval_entrypoint(run: evals.EvalRun) -> list[str]:
+    return ["python", "-m", "jobs.eval", "--eval_id", run.id, "--attempt", str(run.attempt)]
+
+
+EVAL_EXIT_DECIDED = (1, 2)  # the eval job failed or refused the run itself: not worth another attempt
 
 
 class Dispatcher:
@@ -131,6 +144,13 @@ class Dispatcher:
             await self.follow(job)
         while (job := await ft.claim_next(self.pool, self.spec.max_concurrent_jobs, self.spec.gpu_budget)):
             await self.submit(job)
+        for run in await evals.dispatched(self.pool):
+            try:
+                await self.follow_eval(run)
+            except Exception:  # noqa: BLE001 - one run's trouble must not stop the others (or fine-tuning)
+                log.exception("dispatcher: following eval run %s failed", run.id)
+        while (run := await evals.claim_next(self.pool, self.settings.evals.max_concurrent_runs)):
+            await self.submit_eval(run)
         if self.on_queue is not None:
             self.on_queue(await ft.queue_depth(self.pool))
 
@@ -234,7 +254,54 @@ class Dispatcher:
         await ft.finish(self.pool, job.id, "cancelled", "Job cancelled; no adapter was published")
 
 
-class FineTuneDispatcher:
+    # ----------------------------------------------------------------------------------------- eval runs
+
+    async def submit_eval(self, run: evals.EvalRun) -> None:
+        assert self.pool is not None and run.ray_submission_id is not None
+        try:
+            await self._ray("submit_job", entrypoint=shlex.join(eval_entrypoint(run)),
+                            submission_id=run.ray_submission_id,
+                            runtime_env={"env_vars": self.settings.environment() | {"HF_HUB_OFFLINE": "1"}},
+                            metadata={"ragtune_eval": run.id, "attempt": str(run.attempt)})
+        except RuntimeError as exc:
+            if "already exists" not in str(exc):
+                raise
+        log.info("dispatcher: submitted eval run %s attempt %d as Ray job %s", run.id, run.attempt,
+                 run.ray_submission_id)
+
+    async def follow_eval(self, run: evals.EvalRun) -> None:
+        assert self.pool is not None and run.ray_submission_id is not None
+        info = await self._ray_info(run.ray_submission_id)
+        if info is None:  # claimed but never submitted, or a restarted Ray cluster forgot it: same id again
+            if run.cancel_requested:
+                await evals.finish(self.pool, run.id, "canceled", "Eval run canceled")
+            else:
+                await self.submit_eval(run)
+            return
+        status = str(getattr(info.status, "value", info.status))
+        if status in ("PENDING", "RUNNING"):
+            if run.cancel_requested:
+                await self._ray("stop_job", run.ray_submission_id)
+            return
+        # The job ended. It records completed / canceled / failed itself; whatever it did not record is decided here.
+        if run.cancel_requested:
+            await evals.finish(self.pool, run.id, "canceled", "Eval run canceled")
+        elif status == "SUCCEEDED" or info.driver_exit_code in EVAL_EXIT_DECIDED:
+            await evals.finish(self.pool, run.id, "failed", "The eval job ended without finishing the run",
+                               level="error", error={"code": "eval_failed", "message": "the eval job failed"})
+        elif run.attempt < self.settings.evals.max_attempts:
+            reason = "stopped" if status == "STOPPED" else f"exit code {info.driver_exit_code}"
+            resumed = await evals.next_attempt(self.pool, run.id, reason)
+            if resumed is not None:
+                await self.submit_eval(resumed)
+        else:
+            await evals.finish(self.pool, run.id, "failed", f"Eval run failed after {run.attempt} attempts",
+                               level="error", error={"code": "ingress_unavailable", "message": (
+                                   f"the eval job ended early {run.attempt} times (the ingress was unreachable or "
+                                   "the job was lost); the recorded results are kept")})
+
+
+class JobDispatcher:
     """The Serve deployment around `Dispatcher`: one replica on the head node, restarted by Serve if it dies."""
 
     def __init__(self, settings: Settings) -> None:

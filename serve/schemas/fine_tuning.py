@@ -25,7 +25,7 @@ class FileObject(BaseModel):
     purpose: str
     status: Literal["processed"] = "processed"
     status_details: str | None = None
-    examples: int = Field(description="ragtune: training examples in the file.")
+    examples: int = Field(description="ragtune: training examples (purpose evals: test cases) in the file.")
 
 
 class FileList(BaseModel):

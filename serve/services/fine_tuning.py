@@ -11,6 +11,7 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
+from cluster.evaluation import testset
 from cluster.settings import Settings
 from cluster.store import fine_tuning as ft
 from cluster.store.adapters import fine_tuned_name
@@ -21,6 +22,7 @@ from cluster.training.datasets import DatasetError
 from serve.schemas.fine_tuning import FineTuningJobCreate
 from serve.services.errors import ApiError, invalid, not_found
 
+PURPOSES = ("fine-tune", "evals")  # training data, and test sets for POST /v1/evals
 DEFAULT_EPOCHS = 3
 BASE_LEARNING_RATE = 2e-4
 
@@ -39,16 +41,16 @@ class FineTuningService:
     # -------------------------------------------------------------------------------------------- files
 
     async def upload(self, filename: str, purpose: str, data: bytes) -> ft.TrainingFile:
-        if purpose != "fine-tune":
-            raise invalid(f"purpose {purpose!r} is not supported; ragtune stores files for 'fine-tune'",
-                          param="purpose")
+        if purpose not in PURPOSES:
+            raise invalid(f"purpose {purpose!r} is not supported; ragtune stores files for "
+                          f"{' or '.join(repr(p) for p in PURPOSES)}", param="purpose")
         if len(data) > self.limits.max_file_bytes:
             raise ApiError(413, f"{filename}: more than {self.limits.max_file_bytes} bytes", param="file",
                            code="file_too_large")
         try:
-            examples = await asyncio.to_thread(self._validate, data, filename)
+            examples = await asyncio.to_thread(self._validate, data, filename, purpose)
         except DatasetError as exc:
-            raise invalid(str(exc), param="file", code="invalid_training_file") from None
+            raise invalid(str(exc), param="file", code="invalid_training_file" if purpose == "fine-tune" else "invalid_eval_file") from None
         file_id = ft.new_id("file")
         uri = await asyncio.to_thread(self.files.put, file_id, data)
         record = ft.TrainingFile(id=file_id, filename=filename, purpose=purpose, bytes=len(data),
@@ -60,7 +62,10 @@ class FineTuningService:
             await asyncio.to_thread(self.files.delete, uri)  # no content without its row
             raise
 
-    def _validate(self, data: bytes, filename: str) -> int:
+    def _validate(self, data: bytes, filename: str, purpose: str) -> int:
+        """Examples (or, for an eval test set, cases) in the file; DatasetError names the bad lines."""
+        if purpose == "evals":
+            return len(testset.parse(data, name=filename))
         examples = datasets.parse(data, name=filename)
         if len(examples) > self.limits.max_examples:
             raise DatasetError([datasets.Problem(None, f"{len(examples)} examples; the limit is "

@@ -171,7 +171,7 @@ def _kill_dispatcher(live: Settings) -> None:
     """Kill the dispatcher's replica actor the hard way; Serve starts a new one."""
     code = ("import ray; ray.init(address='127.0.0.1:%d', logging_level='ERROR'); "
             "names = [a for a in ray.util.list_named_actors(all_namespaces=True) "
-            "if 'FineTuneDispatcher' in a['name']]; assert len(names) == 1, names; "
+            "if 'JobDispatcher' in a['name']]; assert len(names) == 1, names; "
             "ray.kill(ray.get_actor(names[0]['name'], namespace=names[0]['namespace']), no_restart=True)"
             % live.ray_port)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True)
