@@ -183,6 +183,14 @@ class CostSpec(_Frozen):
     retrains_per_month: float = Field(1.0, ge=0, description="How often the adapter is retrained.")
 
 
+class EvalSpec(_Frozen):
+    """`ragtune eval`'s optional LLM judge (cluster/evaluation/judge.py): on where the served model can grade."""
+
+    judge: bool = Field(False, description="Grade answers with the served base model by default.")
+    judge_runs: PositiveInt = Field(3, le=10, description="Grades per answer (averaged), each with its own seed.")
+    judge_temperature: float = Field(0.7, ge=0, le=2)
+
+
 class Profile(_Frozen):
     name: ProfileName
     llm: LLMSpec
@@ -194,6 +202,7 @@ class Profile(_Frozen):
     retrieval: RetrievalSpec = RetrievalSpec()
     ingress: Placement = Placement()
     costs: CostSpec
+    evaluation: EvalSpec = EvalSpec()
 
     @model_validator(mode="after")
     def _chunks_fit_embedder(self) -> "Profile":
@@ -280,5 +289,6 @@ PROFILES: dict[ProfileName, Profile] = {
         # A 7B-class hosted model's prices; one H100 hour; managed Postgres + pgvector; a QLoRA run of about an hour.
         costs=CostSpec(api_input_per_mtok=0.20, api_output_per_mtok=0.60, compute_hour=3.00, vector_db_month=70.0,
                        embedding_updates_month=10.0, reranker_month=150.0, training_run=5.0, retrains_per_month=1.0),
+        evaluation=EvalSpec(judge=True),
     ),
 }

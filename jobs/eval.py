@@ -41,6 +41,7 @@ class EvalConfig:
     concurrency: int = 2
     max_tokens: int = 128
     queries_per_day: float | None = None
+    judge: bool | None = field(default=None, metadata={"help": "With --testset: the LLM judge (default: profile)."})
     name: str | None = None
 
     def __post_init__(self) -> None:
@@ -88,7 +89,7 @@ async def create_from_file(settings: Any, pool: Any, config: EvalConfig) -> str:
     from cluster.cli.client import RagtuneClient
     from cluster.evaluation import records, testset
     from cluster.evaluation.rules import Declared
-    from cluster.evaluation.runner import RunOptions, check_routes, served_models
+    from cluster.evaluation.runner import check_routes, run_options, served_models
     from cluster.store import evals
 
     path = Path(config.testset or "")
@@ -97,8 +98,7 @@ async def create_from_file(settings: Any, pool: Any, config: EvalConfig) -> str:
     with RagtuneClient(settings.http_url) as client:
         check_routes(routes, config.adapter, served_models(client))
         base = client.base_model()
-    options = RunOptions(routes=routes, adapter=config.adapter, concurrency=config.concurrency,
-                         max_tokens=config.max_tokens, rerank=settings.profile_spec.retrieval.rerank)
+    options = run_options(settings, routes, config.adapter, config.concurrency, config.max_tokens, config.judge)
     run = await evals.create(pool, eval_id=evals.new_id(), name=config.name or path.name, model=base,
                              adapter=config.adapter, routes=routes,
                              options=records.stored_options(options, Declared(), config.queries_per_day),

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from cluster.cli.client import ClientError, RagtuneClient
 from cluster.evaluation import metrics
+from cluster.evaluation.judge import judge
 from cluster.evaluation.testset import Case
 from cluster.store.evals import Verdict
 
@@ -35,6 +36,19 @@ class RunOptions:
     concurrency: int = 2
     max_tokens: int = 128
     rerank: bool | None = None  # the `search` route's; None: the endpoint's default (the CLI passes the profile's)
+    judge_runs: int = 0  # grades per answer by the LLM judge (judge.py); 0: no judge
+    judge_temperature: float = 0.7
+
+
+def run_options(settings: Any, routes: Sequence[str], adapter: str | None, concurrency: int, max_tokens: int,
+                judge: bool | None) -> RunOptions:
+    """A run's options with the profile's defaults: `search` retrieves as the RAG route does (the profile's
+    rerank setting), and the judge is on where the profile says so unless the run says otherwise."""
+    profile = settings.profile_spec
+    judging = profile.evaluation.judge if judge is None else judge
+    return RunOptions(routes=tuple(routes), adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
+                      rerank=profile.retrieval.rerank, judge_runs=profile.evaluation.judge_runs if judging else 0,
+                      judge_temperature=profile.evaluation.judge_temperature)
 
 
 @dataclass
@@ -114,11 +128,18 @@ def run_case(client: RagtuneClient, case: Case, route: str, options: RunOptions,
             payload = client.chat({"model": model, "messages": list(case.messages), "route": route,
                                    "temperature": 0, "max_tokens": options.max_tokens})
         _score(case, route, result, payload)
+        result.timings["client_ms"] = round((time.perf_counter() - started) * 1000, 2)  # the judge is not latency
+        if options.judge_runs and route != "search" and case.expected is not None:
+            def ask(messages: list[dict[str, str]], run: int) -> str:
+                reply = client.chat({"model": base, "messages": messages, "route": "plain", "max_tokens": 4,
+                                     "temperature": options.judge_temperature, "seed": run})
+                return reply["choices"][0]["message"]["content"]
+            result.metrics.update(judge(ask, case.question, case.expected, result.answer, options.judge_runs))
     except ClientError as exc:
         if exc.transient:
             raise
         result.error = str(exc)
-    result.timings["client_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    result.timings.setdefault("client_ms", round((time.perf_counter() - started) * 1000, 2))
     return result
 
 

@@ -58,6 +58,9 @@ class EvalCreate(StrictRequest):
     max_tokens: int | None = Field(None, ge=1, le=4096)
     queries_per_day: float | None = Field(None, ge=0, description="For the monthly cost table.")
     declared: DeclaredAnswers | None = None
+    judge: bool | None = Field(None, description=(
+        "Also grade answers with the served base model (judge_score, several runs averaged; never the primary "
+        "metric). Default: the profile's (off on cpu-dev)."))
     metadata: dict[str, str] | None = Field(None, max_length=16)
 
 

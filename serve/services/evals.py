@@ -12,7 +12,7 @@ from ray.serve.handle import DeploymentHandle
 
 from cluster.evaluation import records, testset
 from cluster.evaluation.rules import Declared
-from cluster.evaluation.runner import ADAPTER_ROUTES, RunOptions, check_routes
+from cluster.evaluation.runner import ADAPTER_ROUTES, RunOptions, check_routes, run_options
 from cluster.settings import Settings
 from cluster.store import evals
 from cluster.store import fine_tuning as ft
@@ -71,9 +71,8 @@ class EvalService:
         if concurrency > self.limits.max_concurrency:
             raise invalid(f"concurrency must be at most {self.limits.max_concurrency}, got {concurrency}",
                           param="concurrency")
-        options = RunOptions(routes=routes, adapter=body.adapter, concurrency=concurrency,
-                             max_tokens=body.max_tokens or RunOptions.max_tokens,
-                             rerank=self.settings.profile_spec.retrieval.rerank)  # `search` retrieves as RAG does
+        options = run_options(self.settings, routes, body.adapter, concurrency,
+                              body.max_tokens or RunOptions.max_tokens, body.judge)
         declared = replace(Declared(), **{k: v for k, v in (body.declared.model_dump() if body.declared else {})
                                           .items() if v is not None})
         run = await evals.create(

@@ -5,6 +5,7 @@ results it had."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -82,7 +83,7 @@ def test_a_run_from_an_uploaded_test_set_completes_with_its_report(api: httpx.Cl
     created = api.post("/v1/evals", json={
         "name": "smoke", "data_source": {"type": "jsonl", "source": {"type": "file_id", "id": upload.json()["id"]}},
         "routes": ["plain", "search"], "max_tokens": 16, "metadata": {"team": "tests"},
-        "declared": {"citations_required": True}})
+        "declared": {"citations_required": True}, "judge": True})
     assert created.status_code == 200, created.text
     run = created.json()
     assert run["object"] == "eval.run" and run["status"] in ("queued", "in_progress")
@@ -99,6 +100,9 @@ def test_a_run_from_an_uploaded_test_set_completes_with_its_report(api: httpx.Cl
     assert set(report["routes"]) == {"plain", "search"} and report["declared"]["citations_required"] is True
     assert report["routes"]["search"]["metrics"]["recall_at_5"] > 0.5  # questions about httpx find pkg/httpx.md
     assert report["recommendation"]["reasons"]
+    plain = report["routes"]["plain"]["metrics"]  # the judge ran (asked for), as one more metric
+    assert 0 <= plain["judge_parsed"] <= 1 and (plain["judge_score"] is None or 0 <= plain["judge_score"] <= 1)
+    assert report["primary_metric"] == "token_f1"
     items = _results(api, run["id"])
     assert len(items) == 6 and {(i["datasource_item_id"], i["sample"]["route"]) for i in items} == {
         (p, r) for p in (1, 2, 3) for r in ("plain", "search")}
@@ -145,3 +149,24 @@ def test_a_run_whose_ray_job_is_lost_resumes_with_what_it_had(live: Settings, ap
     messages = [e["message"] for e in api.get(f"/v1/evals/{run['id']}/events", params={"limit": 100}).json()["data"]]
     assert any("Attempt 1 ended early (stopped); resuming as attempt 2" in m for m in messages)
     assert any(m.startswith("Attempt 2 started") and "already recorded" in m for m in messages)
+
+
+def test_a_run_submitted_by_hand_with_ray_jobs_is_recorded_like_the_others(live: Settings, api: httpx.Client,  # noqa: ANN001
+                                                                          seeded: dict[str, str],
+                                                                          tmp_path: Path) -> None:
+    from cluster.ops.ray_jobs import submit_and_follow
+
+    path = tmp_path / "by-hand.jsonl"
+    path.write_text("".join(json.dumps(i["item"]) + "\n" for i in _items(2)))
+    lines: list[str] = []
+    entrypoint = ["python", "-m", "jobs.eval", "--testset", str(path), "--routes", "search", "--name", "by-hand"]
+    assert submit_and_follow(live, entrypoint, echo=lines.append) == 0, "\n".join(lines[-30:])
+    assert any(line.startswith("created eval run") for line in lines)
+    run = next(r for r in api.get("/v1/evals").json()["data"] if r["name"] == "by-hand")
+    assert run["status"] == "completed" and run["progress"] == {"completed": 2, "total": 2}
+    assert run["data_source"]["source"] == {"type": "file", "name": "by-hand.jsonl"}
+    before = _runs(api)
+    path.write_text('{"question": "q?", "kind": "nope"}\n')
+    lines.clear()
+    assert submit_and_follow(live, entrypoint, echo=lines.append) == 1
+    assert any("'kind' must be one of" in line for line in lines) and _runs(api) == before

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cluster.cli.client import ClientError
-from cluster.evaluation import records, testset
+from cluster.evaluation import judge, records, testset
 from cluster.evaluation.rules import Declared
 from cluster.evaluation.runner import (
     CaseResult, IngressUnavailable, RunOptions, Work, pending, run_pending, verdict,
@@ -259,3 +259,60 @@ def test_the_eval_entrypoint_parses_back_into_the_jobs_config() -> None:
     args = dispatching.eval_entrypoint(_run(attempt=3))
     config = parse_args(shlex.split(shlex.join(args))[3:])
     assert args[:3] == ["python", "-m", "jobs.eval"] and config.eval_id == "evalrun-0123" and config.attempt == 3
+
+
+# ----------------------------------------------------------------------------------------------- the judge
+
+def test_judge_grades_are_read_only_when_they_stand_alone() -> None:
+    assert [judge.grade(r) for r in ("4", "Grade: 5.", " 3 - partly", "10", "none", "")] == [4, 5, 3, None, None,
+                                                                                              None]
+
+
+def test_judge_scores_average_the_parsed_grades_and_say_how_many_parsed() -> None:
+    replies = iter(["5", "4", "no idea"])
+    scored = judge.judge(lambda messages, run: next(replies), "q?", "expected", "answer", runs=3)
+    assert scored["judge_score"] == pytest.approx(0.875) and scored["judge_parsed"] == pytest.approx(2 / 3)
+    assert judge.judge(lambda m, r: "1", "q?", {"k": 1}, "", runs=2) == {"judge_score": 0.0, "judge_parsed": 1.0}
+    assert judge.judge(lambda m, r: "?", "q?", "e", "a", runs=2) == {"judge_score": None, "judge_parsed": 0.0}
+
+
+class JudgedIngress(FakeIngress):
+    """Answers questions like FakeIngress; grades (requests with the rubric) with a fixed reply, per seed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grades: list[dict[str, Any]] = []
+
+    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body["messages"][0]["content"] == judge.RUBRIC:
+            self.grades.append(body)
+            return {"choices": [{"message": {"content": "2"}}]}
+        return super().chat(body)
+
+
+def test_the_judge_runs_with_its_own_seeds_and_only_where_asked() -> None:
+    work = pending(list(enumerate(_cases(1), start=1)), ["plain"], set())
+    client = JudgedIngress()
+    recorded: list[CaseResult] = []
+
+    async def record(item: Work, result: CaseResult) -> bool:
+        recorded.append(result)
+        return True
+
+    options = RunOptions(routes=("plain",), judge_runs=3, judge_temperature=0.5)
+    asyncio.run(run_pending(client, work, options, "base", record, backoff_s=0))  # type: ignore[arg-type]
+    (result,) = recorded
+    assert result.metrics["judge_score"] == pytest.approx(0.25) and result.metrics["exact_match"] == 1.0
+    assert [g["seed"] for g in client.grades] == [0, 1, 2] and {g["temperature"] for g in client.grades} == {0.5}
+    assert verdict(work[0].case, result) == "pass"  # the judge never decides pass / fail
+    assert "judge_score" not in _go(FakeIngress(), work)[0][1].metrics  # off by default
+
+
+def test_the_profile_decides_whether_the_judge_runs() -> None:
+    from cluster.evaluation.runner import run_options
+
+    cpu, gpu = Settings(profile="cpu-dev"), Settings(profile="gpu")
+    assert run_options(cpu, ["rag"], None, 2, 64, None).judge_runs == 0
+    assert run_options(cpu, ["rag"], None, 2, 64, True).judge_runs == cpu.profile_spec.evaluation.judge_runs
+    assert run_options(gpu, ["rag"], None, 2, 64, None).judge_runs == 3
+    assert run_options(gpu, ["rag"], None, 2, 64, False).judge_runs == 0
