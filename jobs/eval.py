@@ -9,8 +9,8 @@ recommendation (cluster/evaluation/report.py) stored with the run.
         python -m jobs.eval --testset docs/eval/sets/knowledge-qa.jsonl --routes rag,plain,search
 
 Resumable: a run's results are unique per case and route, so a job that starts on a run that already has some
-asks only what is missing. An ingress that cannot be reached stops the job with exit code 75 (EX_TEMPFAIL)
-without recording those cases; the dispatcher resubmits it as the next attempt. A requested cancellation stops
+asks only what is missing. An ingress (or database) that cannot be reached stops the job with exit code 75
+(EX_TEMPFAIL) without recording those cases; the dispatcher resubmits it as the next attempt. A requested cancellation stops
 it after the answers in flight. Exit codes: 0 finished (completed or canceled), 1 failed, 2 refused, 75 retry.
 """
 
@@ -165,6 +165,8 @@ async def execute(settings: Any, pool: Any, eval_id: str, attempt: int | None) -
 
 
 async def _main(config: EvalConfig) -> int:
+    import asyncpg
+
     from cluster.settings import Settings
     from cluster.store import db
     from cluster.store import evals
@@ -175,16 +177,24 @@ async def _main(config: EvalConfig) -> int:
         eval_id = config.eval_id or await create_from_file(settings, pool, config)
         try:
             return await execute(settings, pool, eval_id, config.attempt)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            print(f"eval {eval_id}: lost the database ({type(exc).__name__}); stopping so the run can resume",
+                  flush=True)
+            return EXIT_RETRY
         except Exception as exc:  # noqa: BLE001 - recorded with the run; the job's log has the traceback
             log.exception("eval %s failed", eval_id)
             await evals.finish(pool, eval_id, "failed", f"Eval run failed: {type(exc).__name__}", level="error",
                                error={"code": "eval_failed", "message": f"the eval job failed ({type(exc).__name__})"})
             return EXIT_FAILED
     finally:
-        await pool.close()
+        try:
+            await asyncio.wait_for(pool.close(), 10)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pool.terminate()  # a database that went away does not hold the job's exit
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cluster.cli.client import ClientError
     from cluster.training.datasets import DatasetError
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -195,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetError, ValueError, OSError) as exc:
         print(f"refused: {exc}", file=sys.stderr, flush=True)
         return EXIT_REFUSED
+    except ClientError as exc:  # creating a run by hand needs the ingress (the served models)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

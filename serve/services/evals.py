@@ -62,7 +62,8 @@ class EvalService:
 
     async def create(self, body: EvalCreate) -> EvalRunOut:
         cases, data_source = await self._cases(body)
-        routes = tuple(body.routes or (DEFAULT_ROUTES + (tuple(sorted(ADAPTER_ROUTES)) if body.adapter else ())))
+        routes = tuple(dict.fromkeys(body.routes or (DEFAULT_ROUTES + (tuple(sorted(ADAPTER_ROUTES))
+                                                                       if body.adapter else ()))))
         try:
             check_routes(routes, body.adapter, await self._served(body.adapter))
         except ValueError as exc:
