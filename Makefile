@@ -46,7 +46,7 @@ demo: models
 	$(BIN)/ragtune demo
 
 # The shipped evaluation sets (knowledge QA, JSON extraction) through every route on the demo cluster; reports in
-# docs/eval/ (about 15 minutes on 2 cores; trains the demo adapter first if this state dir has none).
+# docs/eval/ (about 18 minutes on 2 cores; trains the demo adapter first if this state dir has none).
 eval: models
 	$(BIN)/ragtune eval-demo --out docs/eval
 

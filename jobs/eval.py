@@ -84,25 +84,33 @@ class Progress:
         return f"eval {self.eval_id}: {self.done}/{self.total} answers ({rate:.2f}/s), {self.errors} errors"
 
 
-async def create_from_file(settings: Any, pool: Any, config: EvalConfig) -> str:
-    """Validate a test set and the routes as POST /v1/evals does, and record a run started by this job."""
+def check_testset(config: EvalConfig) -> tuple[list[Any], tuple[str, ...], str]:
+    """The test set's cases and the routes, checked before anything connects (DatasetError, ValueError)."""
+    from cluster.evaluation import testset
+
+    path = Path(config.testset or "")
+    cases = testset.parse(path.read_bytes(), name=str(path))
+    routes = tuple(dict.fromkeys(r.strip() for r in config.routes.split(",") if r.strip()))
+    return cases, routes, path.name
+
+
+async def create_from_file(settings: Any, pool: Any, config: EvalConfig, cases: list[Any],
+                           routes: tuple[str, ...], filename: str) -> str:
+    """Record a run started by this job, its routes checked against the served models as POST /v1/evals does."""
     from cluster.cli.client import RagtuneClient
     from cluster.evaluation import records, testset
     from cluster.evaluation.rules import Declared
     from cluster.evaluation.runner import check_routes, run_options, served_models
     from cluster.store import evals
 
-    path = Path(config.testset or "")
-    cases = testset.parse(path.read_bytes(), name=str(path))
-    routes = tuple(r.strip() for r in config.routes.split(",") if r.strip())
     with RagtuneClient(settings.http_url) as client:
         check_routes(routes, config.adapter, served_models(client))
         base = client.base_model()
     options = run_options(settings, routes, config.adapter, config.concurrency, config.max_tokens, config.judge)
-    run = await evals.create(pool, eval_id=evals.new_id(), name=config.name or path.name, model=base,
+    run = await evals.create(pool, eval_id=evals.new_id(), name=config.name or filename, model=base,
                              adapter=config.adapter, routes=routes,
                              options=records.stored_options(options, Declared(), config.queries_per_day),
-                             data_source={"type": "jsonl", "source": {"type": "file", "name": path.name}},
+                             data_source={"type": "jsonl", "source": {"type": "file", "name": filename}},
                              items=[testset.as_item(c) for c in cases], started_by_hand=True)
     print(f"created eval run {run.id}: {len(cases)} cases x {len(routes)} routes", flush=True)
     return run.id
@@ -167,17 +175,36 @@ async def execute(settings: Any, pool: Any, eval_id: str, attempt: int | None) -
 async def _main(config: EvalConfig) -> int:
     import asyncpg
 
+    from cluster.cli.client import ClientError
     from cluster.settings import Settings
     from cluster.store import db
     from cluster.store import evals
 
+    # The database going away (stopped, restarted, unreachable): stop, keep what is recorded, resume later.
+    lost = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+            asyncpg.exceptions.OperatorInterventionError)
     settings = Settings()
-    pool = await db.open_pool(settings, max_size=2)
+    checked = check_testset(config) if config.testset else None  # a bad file is refused before connecting
     try:
-        eval_id = config.eval_id or await create_from_file(settings, pool, config)
+        pool = await db.open_pool(settings, max_size=2)
+    except lost as exc:
+        print(f"cannot reach the database ({type(exc).__name__}); try again", file=sys.stderr, flush=True)
+        return EXIT_RETRY
+    eval_id = config.eval_id
+    try:
+        if checked is not None:
+            try:
+                eval_id = await create_from_file(settings, pool, config, *checked)
+            except ValueError as exc:
+                print(f"refused: {exc}", file=sys.stderr, flush=True)
+                return EXIT_REFUSED
+            except ClientError as exc:  # creating a run by hand asks the ingress for the served models
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+                return EXIT_FAILED
+        assert eval_id is not None
         try:
             return await execute(settings, pool, eval_id, config.attempt)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        except lost as exc:
             print(f"eval {eval_id}: lost the database ({type(exc).__name__}); stopping so the run can resume",
                   flush=True)
             return EXIT_RETRY
@@ -194,20 +221,15 @@ async def _main(config: EvalConfig) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cluster.cli.client import ClientError
     from cluster.training.datasets import DatasetError
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = parse_args(argv)
-        return asyncio.run(_main(config))
-    except (DatasetError, ValueError, OSError) as exc:
+        return asyncio.run(_main(parse_args(argv)))
+    except (DatasetError, ValueError, OSError) as exc:  # the arguments or the test set file
         print(f"refused: {exc}", file=sys.stderr, flush=True)
         return EXIT_REFUSED
-    except ClientError as exc:  # creating a run by hand needs the ingress (the served models)
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ models_app = typer.Typer(help="Offline models of the active profile.", no_args_i
 corpus_app = typer.Typer(help="The demo corpus (installed packages' documentation).", no_args_is_help=True)
 adapters_app = typer.Typer(help="LoRA adapters in the adapter store (served by name, hot-loaded on first use).",
                            no_args_is_help=True)
-app.add_typer(models_app, name="models")
-app.add_typer(corpus_app, name="corpus")
 evals_app = typer.Typer(help="Eval runs recorded on the cluster (POST /v1/evals; `ragtune eval` submits one).",
                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(corpus_app, name="corpus")
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(evals_app, name="evals")
 

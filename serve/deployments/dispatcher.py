@@ -253,7 +253,6 @@ class Dispatcher:
             await asyncio.to_thread(self.store.delete, job.adapter_name)
         await ft.finish(self.pool, job.id, "cancelled", "Job cancelled; no adapter was published")
 
-
     # ----------------------------------------------------------------------------------------- eval runs
 
     async def submit_eval(self, run: evals.EvalRun) -> None:

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from cluster.store import db
-from tests.support.helpers import api_error
+from tests.support.helpers import api_error, wait_for
 
 
 @pytest.mark.disruptive
@@ -28,3 +28,33 @@ def test_database_outage_is_a_503_and_recovers(api: httpx.Client, live) -> None:
     assert api.get("/readyz").status_code == 200
     assert api.post("/v1/search", json={"query": "vector index"}).status_code == 200
     assert api.get("/v1/documents").json()["total"] == before
+
+
+@pytest.mark.disruptive
+def test_an_eval_run_resumes_after_the_database_goes_away(api: httpx.Client, live) -> None:  # noqa: ANN001
+    """The job loses the database mid-run and stops (exit 75) with what it recorded; once the database is back,
+    the dispatcher resumes the run as attempt 2, which asks only the cases that are missing."""
+    from ray.job_submission import JobSubmissionClient
+
+    items = [{"item": {"id": f"c{i}", "question": f"Name one use of a vector index ({i}).", "expected": "search"}}
+             for i in range(30)]
+    run = api.post("/v1/evals", json={"data_source": {"type": "jsonl", "source": {"type": "file_content",
+                                                                                  "content": items}},
+                                      "routes": ["plain"], "max_tokens": 32}).json()
+    wait_for(lambda: api.get(f"/v1/evals/{run['id']}").json()["progress"]["completed"] >= 2, 120,
+             "two answers recorded")
+    jobs = JobSubmissionClient(live.dashboard_url)
+    assert db.stop_embedded(live.pgdata)
+    try:
+        ended = wait_for(lambda: jobs.get_job_info(f"ragtune-{run['id']}-1").status in ("FAILED", "SUCCEEDED"),
+                         120, "the first attempt to stop without its database")
+        assert ended
+        assert jobs.get_job_info(f"ragtune-{run['id']}-1").driver_exit_code == 75
+    finally:
+        db.start_embedded(live.pgdata)
+    done = wait_for(lambda: (r := api.get(f"/v1/evals/{run['id']}").json())["status"] in ("completed", "failed")
+                    and r, 300, "the resumed run to end")
+    assert done["status"] == "completed" and done["attempt"] == 2, done
+    items_out = api.get(f"/v1/evals/{run['id']}/results", params={"limit": 1000}).json()["data"]
+    assert len(items_out) == 30 and len({i["datasource_item_id"] for i in items_out}) == 30
+    assert {i["sample"]["attempt"] for i in items_out} == {1, 2}

@@ -69,6 +69,13 @@ def test_eval_runs_every_route_and_reports_every_field(live, seeded: dict[str, s
     assert len(written["results"]) == 25 and all(r["error"] is None for r in written["results"])
     assert "**Recommendation:" in (out / "report.md").read_text()
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+    # The run is recorded on the cluster: listed, and its report drawn again from what was stored.
+    listed = ragtune("evals", "list")
+    assert listed.returncode == 0 and " completed " in listed.stdout, listed.stderr
+    run_id = listed.stdout.split()[0]
+    again = ragtune("evals", "show", run_id, "--out", str(tmp_path / "again"))
+    assert again.returncode == 0 and "completed, 25/25 answers" in again.stdout, again.stderr
+    assert json.loads((tmp_path / "again" / "report.json").read_text()) == written
 
 
 def test_eval_refusals_and_the_quality_gate(live, seeded: dict[str, str], tmp_path: Path) -> None:  # noqa: ANN001
