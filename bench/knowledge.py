@@ -118,7 +118,7 @@ async def bench_search(client: httpx.Client, settings, n_queries: int) -> dict: 
     vectors = model.encode(queries, normalize_embeddings=True)
     del model
     pool = await db.open_pool(settings)
-    top_k = settings.search.default_top_k
+    top_k = settings.profile_spec.retrieval.top_k
     for q, v in zip(queries[:5], vectors[:5]):  # warm both paths
         await knowledge.hybrid_search(pool, v, q, top_k)
         client.post("/v1/search", json={"query": q, "rerank": False})

@@ -28,20 +28,20 @@ def _default_models_dir() -> Path:
 
 
 class SearchLimits(BaseSettings):
-    """Bounds and defaults of retrieval requests."""
+    """Bounds of retrieval requests, and /v1/search's page size (the candidates, the rerank choice and the
+    sources a prompt gets are the profile's `retrieval`)."""
 
     model_config = SettingsConfigDict(env_prefix="RAGTUNE_SEARCH_", frozen=True)
 
-    default_top_k: PositiveInt = 20
     max_top_k: PositiveInt = 100
-    default_top_n: PositiveInt = 5
+    default_top_n: PositiveInt = Field(5, description="Hits /v1/search returns when the request does not say.")
     max_top_n: PositiveInt = 50
     max_query_chars: PositiveInt = 2000
     rrf_k: PositiveInt = 60
 
     @model_validator(mode="after")
     def _defaults_within_bounds(self) -> "SearchLimits":
-        if self.default_top_k > self.max_top_k or self.default_top_n > self.max_top_n:
+        if self.default_top_n > self.max_top_n:
             raise ValueError("search defaults must lie within their maxima")
         return self
 

@@ -129,6 +129,19 @@ def models_list() -> None:
         except ModelNotPrepared as exc:
             where = f"NOT PREPARED ({exc})"
         typer.echo(f"{role:<9} {ref:<40} {where}")
+    typer.echo(f"rerank: {'on' if p.retrieval.rerank else 'OFF'} by default on every endpoint"
+               f" ({p.retrieval.rerank_reason or 'the profile says so'})"
+               + ("" if p.retrieval.rerank else '; a request with "rerank": true uses it anyway'))
+    if p.reranker.model.startswith("local:"):
+        try:
+            from cluster.models.cache import read_manifest
+
+            metrics = (read_manifest(Path(resolve(p.reranker.model, s.models_dir))) or {}).get("metrics") or {}
+        except ModelNotPrepared:
+            metrics = {}
+        if "reranker_mrr_at_10" in metrics:
+            typer.echo(f"        held-out MRR@10 at `models prepare`: reranker {metrics['reranker_mrr_at_10']}, "
+                       f"embedder alone {metrics['embedder_mrr_at_10']} ({metrics.get('heldout_queries')} queries)")
 
 
 @corpus_app.command("eval-sets")
@@ -247,11 +260,14 @@ def ask(
     stream: Annotated[bool, typer.Option(help="Print tokens as they are generated.")] = False,
     max_tokens: Annotated[int, typer.Option(min=1)] = 256,
     top_n: Annotated[Optional[int], typer.Option(help="Sources in the prompt (rag, hybrid).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(min=0, max=2, help="Default: the route's (the profile's "
+                                                                           "sampling: rag 0.1, hybrid 0).")] = None,
 ) -> None:
     """Ask the running cluster a question; print the answer, its citations and per-stage timings."""
     with RagtuneClient(settings().http_url) as client:
         body = {"model": adapter or client.base_model(), "messages": [{"role": "user", "content": question}],
-                "max_tokens": max_tokens, "temperature": 0, **({"route": route} if route else {}),
+                "max_tokens": max_tokens, **({"route": route} if route else {}),
+                **({"temperature": temperature} if temperature is not None else {}),
                 **({"top_n": top_n} if top_n else {})}
         typer.secho(f"\n> {question}", bold=True)
         if stream:

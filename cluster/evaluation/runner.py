@@ -35,19 +35,19 @@ class RunOptions:
     adapter: str | None = None
     concurrency: int = 2
     max_tokens: int = 128
-    rerank: bool | None = None  # the `search` route's; None: the endpoint's default (the CLI passes the profile's)
+    rerank: bool | None = None  # the `search` route's; None: the endpoint's default (the profile's, as RAG's)
     judge_runs: int = 0  # grades per answer by the LLM judge (judge.py); 0: no judge
     judge_temperature: float = 0.7
 
 
 def run_options(settings: Any, routes: Sequence[str], adapter: str | None, concurrency: int, max_tokens: int,
                 judge: bool | None) -> RunOptions:
-    """A run's options with the profile's defaults: `search` retrieves as the RAG route does (the profile's
-    rerank setting), and the judge is on where the profile says so unless the run says otherwise."""
+    """A run's options with the profile's defaults: the judge is on where the profile says so unless the run says
+    otherwise (`search` sends no rerank: the endpoint reranks as the RAG route does)."""
     profile = settings.profile_spec
     judging = profile.evaluation.judge if judge is None else judge
     return RunOptions(routes=tuple(routes), adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
-                      rerank=profile.retrieval.rerank, judge_runs=profile.evaluation.judge_runs if judging else 0,
+                      judge_runs=profile.evaluation.judge_runs if judging else 0,
                       judge_temperature=profile.evaluation.judge_temperature)
 
 

@@ -50,7 +50,7 @@ def _stream(answer: Answer, chunk: Callable[..., BaseModel], include_usage: bool
             yield _sse(chunk(piece, None))
         yield _sse(chunk("", answer.finish_reason))
         yield _sse(chunk(None, None, usage=_usage(answer) if include_usage else None, route=answer.route,
-                         citations=answer.citations, timings=answer.timings))
+                         citations=answer.citations, timings=answer.timings, **answer.applied))
         yield _sse("[DONE]")
 
     return StreamingResponse(events(), media_type="text/event-stream",
@@ -79,7 +79,8 @@ async def chat_completions(body: ChatCompletionRequest, s: ServicesDep) -> Any:
     return ChatCompletion(id=rid, created=created, model=body.model, route=answer.route,
                           choices=[ChatChoice(message=AssistantMessage(content=text),
                                               finish_reason=answer.finish_reason)],
-                          usage=_usage(answer), citations=answer.citations, timings=answer.timings)
+                          usage=_usage(answer), citations=answer.citations, timings=answer.timings,
+                          **answer.applied)
 
 
 @router.post("/v1/completions", response_model=Completion, responses={404: {"model": ErrorResponse}})
@@ -97,7 +98,7 @@ async def completions(body: CompletionRequest, s: ServicesDep) -> Any:
     text = "".join([piece async for piece in answer.pieces])
     return Completion(id=rid, created=created, model=body.model, route=answer.route,
                       choices=[CompletionChoice(text=text, finish_reason=answer.finish_reason)],
-                      usage=_usage(answer), citations=answer.citations, timings=answer.timings)
+                      usage=_usage(answer), citations=answer.citations, timings=answer.timings, **answer.applied)
 
 
 @router.get("/v1/models", response_model=ModelList, response_model_exclude_none=True)

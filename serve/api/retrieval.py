@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from serve.api.dependencies import ServicesDep, observe
-from serve.schemas.common import StageTimings
+from serve.schemas.common import RetrievalApplied, StageTimings
 from serve.schemas.retrieval import (
     Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, RerankDocument, RerankRequest, RerankResponse,
     RerankResult, SearchFiltersIn, SearchHit, SearchRequest, SearchResponse,
@@ -18,11 +18,13 @@ router = APIRouter()
 
 @router.post("/v1/search", response_model=SearchResponse, tags=["search"])
 async def search(body: SearchRequest, s: ServicesDep) -> SearchResponse:
-    """Hybrid retrieval (HNSW vector top-k + full-text top-k, fused by RRF in SQL), then cross-encoder rerank."""
+    """Hybrid retrieval (HNSW vector top-k + full-text top-k, fused by RRF in SQL), then cross-encoder rerank
+    where the request or the profile says so (`retrieval` in the response says which, and why)."""
     observe("search")
     check_query(body.query, s.settings.search, "query")
     top_k, top_n = s.knowledge.bounds(body.top_k, body.top_n)
-    outcome = await s.knowledge.search(body.query, top_k, top_n, body.rerank, SearchFiltersIn.to_filters(body.filters))
+    rerank, reason = s.knowledge.rerank_choice(body.rerank)
+    outcome = await s.knowledge.search(body.query, top_k, top_n, rerank, SearchFiltersIn.to_filters(body.filters))
     observe("search", timings={"embed_ms": outcome.embed_ms, "search_ms": outcome.search_ms,
                                "rerank_ms": outcome.rerank_ms})
     hits = [SearchHit(
@@ -32,7 +34,8 @@ async def search(body: SearchRequest, s: ServicesDep) -> SearchResponse:
         fused_score=h.candidate.fused_score, rerank_score=h.rerank_score) for h in outcome.hits]
     timings = StageTimings(embed_ms=outcome.embed_ms, search_ms=outcome.search_ms, rerank_ms=outcome.rerank_ms,
                            total_ms=outcome.total_ms)
-    return SearchResponse(query=body.query, hits=hits, timings=timings)
+    return SearchResponse(query=body.query, hits=hits, timings=timings,
+                          retrieval=RetrievalApplied(top_k=top_k, top_n=top_n, rerank=rerank, rerank_reason=reason))
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingsResponse, tags=["models"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 Route = Literal["rag", "finetuned", "hybrid", "plain"]
 
@@ -22,6 +22,25 @@ class StageTimings(BaseModel):
     search_ms: float
     rerank_ms: float
     total_ms: float
+
+
+class RetrievalApplied(BaseModel):
+    """What retrieval ran with: the request's values, or the profile's where it gave none, and why it reranked
+    or not."""
+
+    top_k: int
+    top_n: int
+    rerank: bool
+    rerank_reason: str = Field(description="`requested`, or the profile's reason.")
+
+
+class SamplingApplied(BaseModel):
+    """What the answer was sampled with; `from_profile` names the fields the request left to the route's
+    defaults (the profile's `sampling`)."""
+
+    temperature: float
+    top_p: float
+    from_profile: list[str]
 
 
 class ErrorDetail(BaseModel):

@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from cluster.profiles import Sampling
 from serve.deployments.llm_protocol import SamplingOptions
-from serve.schemas.common import Route, StageTimings, StrictRequest
+from serve.schemas.common import RetrievalApplied, Route, SamplingApplied, StageTimings, StrictRequest
 from serve.schemas.retrieval import SearchFiltersIn
 
 
@@ -37,8 +38,9 @@ class StreamOptions(StrictRequest):
 class _GenerationRequest(StrictRequest):
     model: str = Field(..., min_length=1, description="The base model's id or an adapter's name (GET /v1/models).")
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
+    temperature: float | None = Field(None, ge=0, le=2, description="Default: the route's (the profile's "
+                                                                     "`sampling`: rag 0.1, hybrid 0, ...).")
+    top_p: float | None = Field(None, gt=0, le=1, description="Default: the route's.")
     n: Literal[1] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -56,10 +58,13 @@ class _GenerationRequest(StrictRequest):
     filters: SearchFiltersIn | None = None
     rerank: bool | None = Field(None, description="Rerank candidates with the cross-encoder. Default: profile's.")
 
-    def to_sampling_options(self, max_tokens: int | None) -> SamplingOptions:
-        """What the LLM deployment samples with (`max_tokens` already checked against the model)."""
+    def to_sampling_options(self, max_tokens: int | None, defaults: Sampling) -> SamplingOptions:
+        """What the LLM deployment samples with (`max_tokens` already checked against the model); what the request
+        leaves out comes from the route's `defaults`."""
         stop = () if self.stop is None else (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
-        return SamplingOptions(max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p, stop=stop,
+        return SamplingOptions(max_tokens=max_tokens,
+                               temperature=defaults.temperature if self.temperature is None else self.temperature,
+                               top_p=defaults.top_p if self.top_p is None else self.top_p, stop=stop,
                                seed=self.seed, presence_penalty=self.presence_penalty,
                                frequency_penalty=self.frequency_penalty, ignore_eos=self.ignore_eos)
 
@@ -156,6 +161,8 @@ class _RagtuneFields(BaseModel):
     route: Route
     citations: list[Citation] = Field(default_factory=list)
     timings: GenerationTimings
+    retrieval: RetrievalApplied | None = Field(None, description="rag and hybrid: what retrieval ran with.")
+    sampling: SamplingApplied
 
 
 class ChatCompletion(_RagtuneFields):
@@ -188,6 +195,8 @@ class _StreamEvent(BaseModel):
     route: Route | None = None
     citations: list[Citation] | None = None
     timings: GenerationTimings | None = None
+    retrieval: RetrievalApplied | None = None
+    sampling: SamplingApplied | None = None
 
 
 class ChatCompletionChunk(_StreamEvent):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from cluster.store.knowledge import SearchFilters
-from serve.schemas.common import StageTimings, StrictRequest
+from serve.schemas.common import RetrievalApplied, StageTimings, StrictRequest
 
 
 class SearchFiltersIn(StrictRequest):
@@ -26,9 +26,11 @@ class SearchFiltersIn(StrictRequest):
 
 class SearchRequest(StrictRequest):
     query: str = Field(..., description="Natural-language query.")
-    top_k: int | None = Field(None, ge=1, description="Candidates fused from vector and keyword search.")
-    top_n: int | None = Field(None, ge=1, description="Hits returned after reranking (at most top_k).")
-    rerank: bool = Field(True, description="Rerank candidates with the cross-encoder (false: fused order).")
+    top_k: int | None = Field(None, ge=1, description="Candidates fused from vector and keyword search. Default: "
+                                                      "the profile's (the same as the RAG route's).")
+    top_n: int | None = Field(None, ge=1, description="Hits returned after reranking (at most top_k). Default 5.")
+    rerank: bool | None = Field(None, description="Rerank candidates with the cross-encoder (false: fused order). "
+                                                  "Default: the profile's; the response says which and why.")
     filters: SearchFiltersIn | None = None
 
     @field_validator("query")
@@ -56,6 +58,7 @@ class SearchResponse(BaseModel):
     object: Literal["search.result"] = "search.result"
     query: str
     hits: list[SearchHit]
+    retrieval: RetrievalApplied
     timings: StageTimings
 
 

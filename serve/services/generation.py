@@ -35,6 +35,7 @@ class RetrievalOptions:
     top_n: int
     rerank: bool
     filters: SearchFilters
+    rerank_reason: str = "requested"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,15 @@ class Plan:
     sampling: SamplingOptions
     retrieval: RetrievalOptions | None
     request_id: str | None = None  # the HTTP request's id, carried into the engine's request id
+    sampling_from_profile: tuple[str, ...] = ()  # the sampling fields the request left to the route's defaults
+
+    def applied(self) -> dict[str, Any]:
+        """What ran, for the response: retrieval (rag, hybrid) and sampling, and which came from the profile."""
+        r = self.retrieval
+        return {"retrieval": None if r is None else {"top_k": r.top_k, "top_n": r.top_n, "rerank": r.rerank,
+                                                     "rerank_reason": r.rerank_reason},
+                "sampling": {"temperature": self.sampling.temperature, "top_p": self.sampling.top_p,
+                             "from_profile": list(self.sampling_from_profile)}}
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Answer:
     sources: dict[int, RankedHit] = field(default_factory=dict)
     citations: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float | None] = field(default_factory=dict)
+    applied: dict[str, Any] = field(default_factory=dict)  # Plan.applied(): what retrieval and sampling ran with
 
 
 def _ms(since: float) -> float:
@@ -129,14 +140,17 @@ class GenerationService:
     def retrieval_options(self, top_k: int | None, top_n: int | None, rerank: bool | None,
                           filters: SearchFilters) -> RetrievalOptions:
         top_k, top_n = retrieval_bounds(self.settings.search, top_k, top_n, self.retrieval.top_k, self.retrieval.top_n)
-        return RetrievalOptions(top_k, top_n, self.retrieval.rerank if rerank is None else rerank, filters)
+        reranks, reason = self.knowledge.rerank_choice(rerank)
+        return RetrievalOptions(top_k, top_n, reranks, filters, reason)
 
     def plan(self, body: ChatCompletionRequest | CompletionRequest, adapter: AdapterRef | None, route: Route,
              request_id: str | None) -> Plan:
         """Everything the request asks for, checked: sampling, retrieval options, the conversation."""
         if route in ("finetuned", "plain") and not body.retrieves_nothing():
             raise invalid(f"route {route!r} does not retrieve: drop top_k, top_n, filters and rerank", param="route")
-        sampling = body.to_sampling_options(self.max_tokens(body.token_limit()))
+        sampling = body.to_sampling_options(self.max_tokens(body.token_limit()),
+                                            getattr(self.settings.profile_spec.sampling, route))
+        from_profile = tuple(f for f in ("temperature", "top_p") if getattr(body, f) is None)
         retrieval = None
         if route in ("rag", "hybrid"):
             retrieval = self.retrieval_options(body.top_k, body.top_n, body.rerank,
@@ -147,7 +161,7 @@ class GenerationService:
         if retrieval is not None:
             check_query(question, self.settings.search, "messages" if chat else "prompt")
         return Plan(route, body.model, adapter, messages, None if chat else question, sampling, retrieval,
-                    request_id=request_id)
+                    request_id=request_id, sampling_from_profile=from_profile)
 
     # ----------------------------------------------------------------------------------------- retrieval
 
@@ -181,7 +195,8 @@ class GenerationService:
             sources = {i: h for i, h in enumerate(hits, start=1)}
             if not sources and plan.route == "rag":
                 timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
-                return Answer(plan.route, _single(prompts.NOT_FOUND), finish_reason="stop", timings=timings)
+                return Answer(plan.route, _single(prompts.NOT_FOUND), finish_reason="stop", timings=timings,
+                              applied=plan.applied())
             conversation = messages or [{"role": "user", "content": plan.prompt or ""}]
             if sources:
                 blocks = [prompts.source_block(n, h.candidate.title, h.candidate.text) for n, h in sources.items()]
@@ -207,7 +222,8 @@ class GenerationService:
             events.cancel()
             raise ApiError(first.status, first.message, param=first.param, code=first.code)
         assert isinstance(first, Started)
-        answer = Answer(plan.route, _single(""), prompt_tokens=first.prompt_tokens, sources=sources, timings=timings)
+        answer = Answer(plan.route, _single(""), prompt_tokens=first.prompt_tokens, sources=sources, timings=timings,
+                        applied=plan.applied())
         answer.pieces = self._stream(answer, events, started, t_generate)
         return answer
 

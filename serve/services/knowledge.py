@@ -141,8 +141,17 @@ class KnowledgeService:
     # ------------------------------------------------------------------------------------------- search
 
     def bounds(self, top_k: int | None, top_n: int | None) -> tuple[int, int]:
+        """/v1/search's: the profile's candidates (as the RAG route fuses), the search page size."""
         limits = self.settings.search
-        return retrieval_bounds(limits, top_k, top_n, limits.default_top_k, limits.default_top_n)
+        return retrieval_bounds(limits, top_k, top_n, self.settings.profile_spec.retrieval.top_k,
+                                limits.default_top_n)
+
+    def rerank_choice(self, requested: bool | None) -> tuple[bool, str]:
+        """Whether to rerank, and why: the request's choice, or the profile's with its reason."""
+        if requested is not None:
+            return requested, "requested"
+        spec = self.settings.profile_spec.retrieval
+        return spec.rerank, spec.rerank_reason or "the profile's default"
 
     async def search(self, query: str, top_k: int, top_n: int, rerank: bool, filters: SearchFilters) -> SearchOutcome:
         started = time.perf_counter()

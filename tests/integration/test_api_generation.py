@@ -158,6 +158,30 @@ def test_rag_with_nothing_relevant_says_so_without_the_llm(client: OpenAI, base:
     assert r.model_extra["citations"] == []
 
 
+def test_sampling_and_retrieval_defaults_come_from_the_route_and_the_response_says_so(
+        client: OpenAI, base: str, adapters: list[str], live: Settings, seeded: dict[str, str]) -> None:
+    question = [{"role": "user", "content": "What is HTTPX?"}]
+    sampling = live.profile_spec.sampling
+    # What the openai client sends when the caller sets nothing: no temperature, no top_p.
+    rag = client.chat.completions.create(model=base, messages=question, max_tokens=8)  # type: ignore[arg-type]
+    assert rag.model_extra["sampling"] == {"temperature": sampling.rag.temperature, "top_p": sampling.rag.top_p,
+                                           "from_profile": ["temperature", "top_p"]}
+    assert sampling.rag.temperature == 0.1 and sampling.hybrid.temperature == 0.0  # the article's
+    spec = live.profile_spec.retrieval
+    assert rag.model_extra["retrieval"] == {"top_k": spec.top_k, "top_n": spec.top_n, "rerank": spec.rerank,
+                                            "rerank_reason": spec.rerank_reason}
+    hybrid = client.chat.completions.create(model=adapters[0], messages=question, max_tokens=8,  # type: ignore[arg-type]
+                                            top_p=0.9, extra_body={"route": "hybrid", "rerank": True})
+    assert hybrid.model_extra["sampling"] == {"temperature": 0.0, "top_p": 0.9, "from_profile": ["temperature"]}
+    assert hybrid.model_extra["retrieval"]["rerank"] is True
+    assert hybrid.model_extra["retrieval"]["rerank_reason"] == "requested"
+    plain = client.chat.completions.create(model=base, messages=question, max_tokens=8,  # type: ignore[arg-type]
+                                           temperature=1.3, extra_body={"route": "plain"})
+    assert plain.model_extra["sampling"]["temperature"] == 1.3 and plain.model_extra["retrieval"] is None
+    _, final = _stream_chat(client, base, question, max_tokens=8)  # the streamed answer says the same at its end
+    assert final.model_extra["sampling"]["temperature"] == 0 and final.model_extra["retrieval"]["top_k"] == spec.top_k
+
+
 def test_rag_filters_limit_the_sources(client: OpenAI, base: str, seeded: dict[str, str]) -> None:
     r = _chat(client, base, [{"role": "user", "content": "What is HTTPX?"}], max_tokens=32,
               filters={"sources": ["pkg/typer.md"]}, rerank=True, top_k=5, top_n=2)

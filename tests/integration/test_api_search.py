@@ -39,7 +39,8 @@ def test_hybrid_retrieval_finds_the_right_document(api: httpx.Client, seeded: di
 
 def test_reranked_search_scores_and_times_every_stage(api: httpx.Client, seeded: dict[str, str]) -> None:
     body = api.post("/v1/search", json={"query": "How do I create an HNSW index in Postgres?", "top_k": 20,
-                                        "top_n": 5}).json()
+                                        "top_n": 5, "rerank": True}).json()
+    assert body["retrieval"] == {"top_k": 20, "top_n": 5, "rerank": True, "rerank_reason": "requested"}
     hits = body["hits"]
     assert len(hits) == 5 and "pkg/pgvector.md" in {h["source"] for h in hits}
     scores = [h["rerank_score"] for h in hits]
@@ -47,6 +48,16 @@ def test_reranked_search_scores_and_times_every_stage(api: httpx.Client, seeded:
     t = body["timings"]
     assert min(t["embed_ms"], t["search_ms"], t["rerank_ms"]) > 0
     assert t["total_ms"] >= t["embed_ms"] + t["search_ms"] + t["rerank_ms"] - 1
+
+
+def test_search_defaults_come_from_the_profile_and_the_response_says_why(api: httpx.Client, live,  # noqa: ANN001
+                                                                       seeded: dict[str, str]) -> None:
+    body = api.post("/v1/search", json={"query": "How do I create an HNSW index in Postgres?"}).json()
+    spec = live.profile_spec.retrieval  # cpu-dev: the RAG route's candidates, no rerank
+    assert body["retrieval"] == {"top_k": spec.top_k, "top_n": live.search.default_top_n, "rerank": spec.rerank,
+                                 "rerank_reason": spec.rerank_reason}
+    assert spec.rerank is False and "cpu-dev" in spec.rerank_reason
+    assert all(h["rerank_score"] is None for h in body["hits"]) and body["timings"]["rerank_ms"] == 0
 
 
 def test_hit_points_to_a_real_chunk(api: httpx.Client, seeded: dict[str, str]) -> None:
@@ -58,7 +69,7 @@ def test_hit_points_to_a_real_chunk(api: httpx.Client, seeded: dict[str, str]) -
 def test_reranking_reorders_fused_candidates(api: httpx.Client, seeded: dict[str, str]) -> None:
     query = {"query": "retry failed HTTP requests with a timeout", "top_k": 20}
     fused = api.post("/v1/search", json=query | {"top_n": 20, "rerank": False}).json()["hits"]
-    reranked = api.post("/v1/search", json=query | {"top_n": 20}).json()["hits"]
+    reranked = api.post("/v1/search", json=query | {"top_n": 20, "rerank": True}).json()["hits"]
     assert all(h["rerank_score"] is None for h in fused)
     assert [h["fused_score"] for h in fused] == sorted((h["fused_score"] for h in fused), reverse=True)
     key = lambda h: (h["document_id"], h["chunk_ordinal"])  # noqa: E731

@@ -32,7 +32,7 @@ def test_invalid_values_are_refused(field: str, value: object) -> None:
 
 def test_search_defaults_must_fit_their_maxima() -> None:
     with pytest.raises(ValidationError, match="within their maxima"):
-        SearchLimits(default_top_k=200, max_top_k=100)
+        SearchLimits(default_top_n=200, max_top_n=100)
 
 
 def test_a_profile_whose_chunks_exceed_the_embedder_window_is_refused() -> None:
