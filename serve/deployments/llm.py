@@ -180,10 +180,14 @@ class LLMServer:
             if isinstance(budget, Rejected):
                 yield budget
                 return
+            params = request.sampling.to_sampling_params(budget)
+            refused = _unsupported_format(params)
+            if refused is not None:
+                yield refused
+                return
             yield Started(prompt_tokens=len(ids), max_tokens=budget)
             completion_tokens = 0
-            async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids),
-                                                  request.sampling.to_sampling_params(budget), request.request_id,
+            async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, request.request_id,
                                                   lora_request=adapter.lora if adapter else None):
                 choice = out.outputs[0]
                 completion_tokens += len(choice.token_ids)
@@ -220,3 +224,18 @@ class LLMServer:
         if engine is not None:
             self.engine = None
             engine.shutdown()
+
+
+def _unsupported_format(params: Any) -> Rejected | None:
+    """A schema the grammar compiler (xgrammar, vLLM's default backend here) cannot build is a 400 before the
+    response starts; vLLM would only refuse it inside the engine's stream."""
+    if params.structured_outputs is None:
+        return None
+    from vllm.v1.structured_output.backend_xgrammar import validate_xgrammar_grammar
+
+    try:
+        validate_xgrammar_grammar(params)
+    except ValueError as exc:  # VLLMValidationError is a ValueError
+        return Rejected(400, f"response_format: this JSON schema cannot be enforced ({exc})",
+                        code="invalid_json_schema", param="response_format")
+    return None

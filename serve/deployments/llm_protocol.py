@@ -20,14 +20,24 @@ class SamplingOptions:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     ignore_eos: bool = False
+    # Structured output (vLLM's guided decoding): a JSON schema (serialised), or any JSON object.
+    json_schema: str | None = None
+    json_object: bool = False
 
     def to_sampling_params(self, max_tokens: int) -> Any:
-        """vLLM's SamplingParams (field names are vLLM's), streaming deltas; `max_tokens` is the replica's budget."""
+        """vLLM's SamplingParams (field names are vLLM's), streaming deltas; `max_tokens` is the replica's budget.
+        Structured output allows no free whitespace between tokens: a small model can otherwise loop on it."""
         from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-        return SamplingParams(**{**asdict(self), "max_tokens": max_tokens, "stop": list(self.stop) or None},
-                              output_kind=RequestOutputKind.DELTA)
+        fields = {k: v for k, v in asdict(self).items() if k not in ("json_schema", "json_object")}
+        structured = None
+        if self.json_schema is not None:
+            structured = StructuredOutputsParams(json=self.json_schema, disable_any_whitespace=True)
+        elif self.json_object:
+            structured = StructuredOutputsParams(json_object=True, disable_any_whitespace=True)
+        return SamplingParams(**{**fields, "max_tokens": max_tokens, "stop": list(self.stop) or None},
+                              structured_outputs=structured, output_kind=RequestOutputKind.DELTA)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ exactly; fields OpenAI accepts that ragtune cannot honour are rejected with a 40
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -31,6 +32,41 @@ class ChatMessage(StrictRequest):
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
+class JsonSchemaFormat(StrictRequest):
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = Field(None, description="Accepted; ragtune always enforces the schema (guided decoding).")
+
+    @field_validator("schema_")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as exc:
+            raise ValueError(f"not a valid JSON schema: {exc.message}") from None
+        return value
+
+
+class ResponseFormat(StrictRequest):
+    """OpenAI's `response_format`: the answer is constrained by vLLM's guided decoding (xgrammar) on every route."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_iff_json_schema(self) -> "ResponseFormat":
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is required with type 'json_schema', and only with it")
+        return self
+
+    def constrains(self) -> bool:
+        return self.type != "text"
+
+
 class StreamOptions(StrictRequest):
     include_usage: bool = True
 
@@ -50,6 +86,7 @@ class _GenerationRequest(StrictRequest):
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     user: str | None = None
     ignore_eos: bool = Field(False, description="vLLM's extension: keep generating past end-of-sequence.")
+    response_format: ResponseFormat | None = None
     # ragtune extensions (send with the openai client's `extra_body`).
     route: Route | None = Field(None, description="rag | finetuned | hybrid | plain. Default: `rag` for the base "
                                                   "model, `finetuned` for an adapter (`plain` on /v1/completions).")
@@ -66,7 +103,16 @@ class _GenerationRequest(StrictRequest):
                                temperature=defaults.temperature if self.temperature is None else self.temperature,
                                top_p=defaults.top_p if self.top_p is None else self.top_p, stop=stop,
                                seed=self.seed, presence_penalty=self.presence_penalty,
-                               frequency_penalty=self.frequency_penalty, ignore_eos=self.ignore_eos)
+                               frequency_penalty=self.frequency_penalty, ignore_eos=self.ignore_eos,
+                               **self._structured())
+
+    def _structured(self) -> dict[str, Any]:
+        f = self.response_format
+        if f is None or not f.constrains():
+            return {}
+        if f.json_schema is not None:
+            return {"json_schema": json.dumps(f.json_schema.schema_)}
+        return {"json_object": True}
 
     def retrieves_nothing(self) -> bool:
         """No retrieval option was given (the routes that do not retrieve refuse them)."""

@@ -52,6 +52,10 @@ class Plan:
     request_id: str | None = None  # the HTTP request's id, carried into the engine's request id
     sampling_from_profile: tuple[str, ...] = ()  # the sampling fields the request left to the route's defaults
 
+    @property
+    def structured(self) -> bool:
+        return self.sampling.json_schema is not None or self.sampling.json_object
+
     def applied(self) -> dict[str, Any]:
         """What ran, for the response: retrieval (rag, hybrid) and sampling, and which came from the profile."""
         r = self.retrieval
@@ -74,6 +78,7 @@ class Answer:
     citations: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float | None] = field(default_factory=dict)
     applied: dict[str, Any] = field(default_factory=dict)  # Plan.applied(): what retrieval and sampling ran with
+    structured: bool = False  # a JSON answer (response_format): citations are recorded, never written into it
 
 
 def _ms(since: float) -> float:
@@ -193,7 +198,7 @@ class GenerationService:
             timings.update(embed_ms=outcome.embed_ms, search_ms=outcome.search_ms, rerank_ms=outcome.rerank_ms)
             hits = self._within_budget([h for h in outcome.hits if self._relevant(h)])
             sources = {i: h for i, h in enumerate(hits, start=1)}
-            if not sources and plan.route == "rag":
+            if not sources and plan.route == "rag" and not plan.structured:  # a JSON answer is asked for: no shortcut
                 timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
                 return Answer(plan.route, _single(prompts.NOT_FOUND), finish_reason="stop", timings=timings,
                               applied=plan.applied())
@@ -223,7 +228,7 @@ class GenerationService:
             raise ApiError(first.status, first.message, param=first.param, code=first.code)
         assert isinstance(first, Started)
         answer = Answer(plan.route, _single(""), prompt_tokens=first.prompt_tokens, sources=sources, timings=timings,
-                        applied=plan.applied())
+                        applied=plan.applied(), structured=plan.structured)
         answer.pieces = self._stream(answer, events, started, t_generate)
         return answer
 
@@ -235,13 +240,15 @@ class GenerationService:
                     if answer.timings.get("ttft_ms") is None:
                         answer.timings["ttft_ms"] = _ms(started)
                     text = tracker.feed(event.text) if answer.sources else event.text
+                    if answer.structured:
+                        text = event.text  # the JSON as generated; the tracker only records what it cites
                     if text:
                         yield text
                 elif isinstance(event, Finished):
                     answer.finish_reason = event.finish_reason
                     answer.completion_tokens = event.completion_tokens
             tail = tracker.finish() if answer.sources else ""
-            if tail:
+            if tail and not answer.structured:
                 yield tail
         finally:
             events.cancel()  # a no-op when the stream ended; stops the engine when the client went away

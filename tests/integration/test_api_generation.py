@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
+from pydantic import BaseModel, Field
 
 from cluster.models.random_adapters import random_adapters
 from cluster.store.adapters import AdapterStore
@@ -199,6 +200,44 @@ def test_hybrid_route_uses_the_adapter_and_retrieval(client: OpenAI, adapters: l
     streamed, final = _stream_chat(client, adapters[0], question, route="hybrid", max_tokens=24)
     assert streamed == hybrid.choices[0].message.content
     assert final.model_extra["route"] == "hybrid" and final.usage.prompt_tokens == hybrid.usage.prompt_tokens
+
+
+# ------------------------------------------------------------------------------------ structured output
+
+class Answer(BaseModel):
+    package: str = Field(max_length=24)
+    useful: bool
+
+
+@pytest.mark.parametrize("route", ["rag", "plain", "finetuned", "hybrid"])
+def test_response_format_json_schema_is_enforced_on_every_route(client: OpenAI, base: str, adapters: list[str],
+                                                                seeded: dict[str, str], route: str) -> None:
+    model = base if route in ("rag", "plain") else adapters[0]
+    r = client.chat.completions.parse(  # the official client's structured-output helper, unmodified
+        model=model, messages=[{"role": "user", "content": "Which package is an HTTP client? Answer in JSON."}],
+        response_format=Answer, max_tokens=48, temperature=0, extra_body={"route": route})
+    assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
+    parsed = r.choices[0].message.parsed
+    assert isinstance(parsed, Answer) and len(parsed.package) <= 24
+    assert "[Source" not in r.choices[0].message.content  # citations are recorded, never written into the JSON
+
+
+def test_response_format_json_object_and_refusals(client: OpenAI, base: str, api: httpx.Client) -> None:
+    r = client.chat.completions.create(model=base, messages=QUESTION, max_tokens=64, temperature=0,  # type: ignore[arg-type]
+                                       response_format={"type": "json_object"}, extra_body={"route": "plain"})
+    content = r.choices[0].message.content
+    assert content.startswith("{"), content  # the bare model answers prose; constrained, it opens an object
+    # Any object may be as long as the model likes: it is valid JSON whenever the model, not max_tokens, ended it.
+    assert r.choices[0].finish_reason == "length" or isinstance(json.loads(content), dict), content
+    bad_schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}}
+    error = api_error(api.post("/v1/chat/completions", json={"model": base, "messages": QUESTION,
+                                                             "response_format": bad_schema}), 400)
+    assert "not a valid JSON schema" in error["message"] and "response_format" in error["param"]
+    missing = {"type": "json_schema"}
+    assert "json_schema is required" in api_error(api.post("/v1/chat/completions", json={
+        "model": base, "messages": QUESTION, "response_format": missing}), 400)["message"]
+    api_error(api.post("/v1/chat/completions", json={"model": base, "messages": QUESTION,
+                                                     "response_format": {"type": "yaml"}}), 400)
 
 
 # -------------------------------------------------------------------------------------------- completions

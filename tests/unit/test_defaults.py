@@ -39,3 +39,4 @@ def test_rerank_defaults_to_the_profile_with_its_reason() -> None:
     assert rerank is False and reason.startswith("off in the cpu-dev profile")
     assert choice("gpu", None)[0] is True
     assert choice("cpu-dev", True) == (True, "requested") and choice("gpu", False) == (False, "requested")
+
