@@ -447,6 +447,8 @@ def evaluate(
     = Declared.can_maintain_training,
     judge: Annotated[Optional[bool], typer.Option(help="Also grade answers with the served model (judge_score; "
                                                        "default: the profile's, off on cpu-dev).")] = None,
+    structured_output: Annotated[bool, typer.Option(help="json cases: constrain answers with expected's JSON "
+                                                         "schema (response_format, guided decoding).")] = False,
 ) -> None:
     """Run a test set through every route on the running cluster, measure quality, grounding, latency, tokens and
     monthly cost per route, and recommend one (the article's rules)."""
@@ -465,7 +467,7 @@ def evaluate(
     summary = run_eval(s, data, str(testset_path), chosen, adapter, declared, concurrency=concurrency,
                        max_tokens=max_tokens, volume=volume,
                        out_dir=out or s.state_dir / "evals" / time.strftime("%Y%m%d-%H%M%S"), judge=judge,
-                       quiet=as_json)
+                       structured_output=structured_output, quiet=as_json)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "disagreements"}, indent=2, default=str))
     misses = _below(summary, floors)
@@ -475,7 +477,7 @@ def evaluate(
 
 def run_eval(s, data: bytes, name: str, routes: tuple[str, ...] | None, adapter: str | None, declared, *,  # noqa: ANN001
              concurrency: int, max_tokens: int, volume: float, out_dir: Path, judge: bool | None = None,
-             quiet: bool = False) -> dict:
+             structured_output: bool = False, quiet: bool = False) -> dict:
     """Parse here (line numbers before anything is sent), run on the cluster, write the report; the summary.
     A refused set fails the command (exit 2); a refused submission or a run that did not complete raises
     ClientError (the CLI's main prints it)."""
@@ -487,7 +489,7 @@ def run_eval(s, data: bytes, name: str, routes: tuple[str, ...] | None, adapter:
         cases = testset.parse(data, name=name)
         return run_testset(s.http_url, cases, routes, adapter, declared, concurrency=concurrency,
                            max_tokens=max_tokens, queries_per_day=volume, name=Path(name).name, out_dir=out_dir,
-                           judge=judge, quiet=quiet)
+                           judge=judge, structured_output=structured_output, quiet=quiet)
     except DatasetError as exc:
         fail(str(exc), 2)
 

@@ -73,6 +73,20 @@ def _same_type(value: Any, like: Any) -> bool:
     return like is None and value is None or type(value) is type(like)
 
 
+def schema_of(expected: dict[str, Any]) -> dict[str, Any]:
+    """The JSON schema `schema_valid` checks: exactly expected's keys, each with expected's JSON type. The eval
+    sends it as `response_format` when a run asks for structured output."""
+    def kind(value: Any) -> str | list[str]:
+        if isinstance(value, bool):
+            return "boolean"
+        if isinstance(value, (int, float)):
+            return "number"
+        return {str: "string", list: "array", dict: "object", type(None): "null"}[type(value)]
+
+    return {"type": "object", "properties": {k: {"type": kind(v)} for k, v in expected.items()},
+            "required": list(expected), "additionalProperties": False}
+
+
 def json_scores(answer: str, expected: dict[str, Any]) -> dict[str, float]:
     """valid_json: the answer is a JSON object; schema_valid: exactly expected's keys, each of expected's type;
     exact_fields: the share of expected's fields whose values are equal."""

@@ -38,17 +38,18 @@ class RunOptions:
     rerank: bool | None = None  # the `search` route's; None: the endpoint's default (the profile's, as RAG's)
     judge_runs: int = 0  # grades per answer by the LLM judge (judge.py); 0: no judge
     judge_temperature: float = 0.7
+    structured_output: bool = False  # json cases: send response_format with expected's schema (guided decoding)
 
 
 def run_options(settings: Any, routes: Sequence[str], adapter: str | None, concurrency: int, max_tokens: int,
-                judge: bool | None) -> RunOptions:
+                judge: bool | None, structured_output: bool = False) -> RunOptions:
     """A run's options with the profile's defaults: the judge is on where the profile says so unless the run says
     otherwise (`search` sends no rerank: the endpoint reranks as the RAG route does)."""
     profile = settings.profile_spec
     judging = profile.evaluation.judge if judge is None else judge
     return RunOptions(routes=tuple(routes), adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
                       judge_runs=profile.evaluation.judge_runs if judging else 0,
-                      judge_temperature=profile.evaluation.judge_temperature)
+                      judge_temperature=profile.evaluation.judge_temperature, structured_output=structured_output)
 
 
 @dataclass
@@ -125,8 +126,12 @@ def run_case(client: RagtuneClient, case: Case, route: str, options: RunOptions,
             payload = client.request("POST", "/v1/search", json=body)
         else:
             model = options.adapter if route in ADAPTER_ROUTES else base
-            payload = client.chat({"model": model, "messages": list(case.messages), "route": route,
-                                   "temperature": 0, "max_tokens": options.max_tokens})
+            body = {"model": model, "messages": list(case.messages), "route": route, "temperature": 0,
+                    "max_tokens": options.max_tokens}
+            if options.structured_output and case.kind == "json" and isinstance(case.expected, dict):
+                body["response_format"] = {"type": "json_schema", "json_schema": {
+                    "name": "expected", "schema": metrics.schema_of(case.expected), "strict": True}}
+            payload = client.chat(body)
         _score(case, route, result, payload)
         result.timings["client_ms"] = round((time.perf_counter() - started) * 1000, 2)  # the judge is not latency
         if options.judge_runs and route != "search" and case.expected is not None:

@@ -61,6 +61,9 @@ class EvalCreate(StrictRequest):
     judge: bool | None = Field(None, description=(
         "Also grade answers with the served base model (judge_score, several runs averaged; never the primary "
         "metric). Default: the profile's (off on cpu-dev)."))
+    structured_output: bool = Field(False, description=(
+        "json cases: constrain answers with response_format (a JSON schema of expected's keys and types), to "
+        "compare valid-JSON rates with and without guided decoding."))
     metadata: dict[str, str] | None = Field(None, max_length=16)
 
 

@@ -316,3 +316,48 @@ def test_the_profile_decides_whether_the_judge_runs() -> None:
     assert run_options(cpu, ["rag"], None, 2, 64, True).judge_runs == cpu.profile_spec.evaluation.judge_runs
     assert run_options(gpu, ["rag"], None, 2, 64, None).judge_runs == 3
     assert run_options(gpu, ["rag"], None, 2, 64, False).judge_runs == 0
+
+
+# -------------------------------------------------------------------------------------- structured output
+
+def test_structured_output_sends_expecteds_schema_for_json_cases_only() -> None:
+    from jsonschema import ValidationError, validate
+
+    from cluster.evaluation.metrics import schema_of
+
+    expected = {"name": "Ada Byrne", "age": 36, "member": True}
+    schema = schema_of(expected)
+    validate(expected, schema)
+    for wrong in ({"name": "Ada", "age": "36", "member": True}, {"name": "Ada", "age": 36},
+                  {**expected, "extra": 1}):
+        with pytest.raises(ValidationError):
+            validate(wrong, schema)
+
+    class Recording(FakeIngress):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bodies: list[dict[str, Any]] = []
+
+        def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+            self.bodies.append(body)
+            return super().chat(body)
+
+    rows = [{"id": "j", "question": "Extract: Ada Byrne, 36, member?", "kind": "json", "expected": expected},
+            {"id": "q", "question": "what is 1?", "expected": "1"}]
+    cases = list(enumerate(testset.parse("".join(json.dumps(r) + "\n" for r in rows).encode()), start=1))
+
+    def bodies(structured: bool) -> dict[str, dict[str, Any]]:
+        client = Recording()
+
+        async def record(item: Work, result: CaseResult) -> bool:
+            return True
+
+        options = RunOptions(routes=("plain",), concurrency=1, structured_output=structured)
+        asyncio.run(run_pending(client, pending(cases, ["plain"], set()), options, "base", record,  # type: ignore[arg-type]
+                                backoff_s=0))
+        return {b["messages"][-1]["content"][:7]: b for b in client.bodies}
+
+    on = bodies(True)
+    assert on["Extract"]["response_format"]["json_schema"]["schema"] == schema
+    assert "response_format" not in on["what is"]  # qa cases are never constrained
+    assert all("response_format" not in b for b in bodies(False).values())
