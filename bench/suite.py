@@ -50,6 +50,7 @@ def main() -> None:
     if args.quick:
         args.chunks, args.queries, args.requests, args.mix_requests, args.rag_questions = "3000", 10, 8, 4, 2
     sizes = [int(n) for n in args.chunks.split(",")]
+    from cluster.models.rerank_gate import rerank_decision
     from cluster.store.adapters import AdapterStore
     from cluster.ops.replicas import replica_counts
 
@@ -104,7 +105,7 @@ def main() -> None:
             questions = RAG_QUESTIONS[:args.rag_questions]
             results["rag"] = {"default": bench_rag(client, spec.served_name, questions, args.rag_max_tokens, None),
                               "reranked": bench_rag(client, spec.served_name, questions, args.rag_max_tokens, True),
-                              "profile_rerank": profile.retrieval.rerank, "top_k": profile.retrieval.top_k,
+                              "profile_rerank": rerank_decision(settings).rerank, "top_k": profile.retrieval.top_k,
                               "top_n": profile.retrieval.top_n}
 
             results["search"] = []

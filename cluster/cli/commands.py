@@ -129,19 +129,11 @@ def models_list() -> None:
         except ModelNotPrepared as exc:
             where = f"NOT PREPARED ({exc})"
         typer.echo(f"{role:<9} {ref:<40} {where}")
-    typer.echo(f"rerank: {'on' if p.retrieval.rerank else 'OFF'} by default on every endpoint"
-               f" ({p.retrieval.rerank_reason or 'the profile says so'})"
-               + ("" if p.retrieval.rerank else '; a request with "rerank": true uses it anyway'))
-    if p.reranker.model.startswith("local:"):
-        try:
-            from cluster.models.cache import read_manifest
+    from cluster.models.rerank_gate import rerank_decision
 
-            metrics = (read_manifest(Path(resolve(p.reranker.model, s.models_dir))) or {}).get("metrics") or {}
-        except ModelNotPrepared:
-            metrics = {}
-        if "reranker_mrr_at_10" in metrics:
-            typer.echo(f"        held-out MRR@10 at `models prepare`: reranker {metrics['reranker_mrr_at_10']}, "
-                       f"embedder alone {metrics['embedder_mrr_at_10']} ({metrics.get('heldout_queries')} queries)")
+    decision = rerank_decision(s)
+    typer.echo(f"rerank: {'on' if decision.rerank else 'OFF'} by default on every endpoint ({decision.reason})"
+               + ("" if decision.rerank else '; a request with "rerank": true uses it anyway'))
 
 
 @corpus_app.command("eval-sets")

@@ -16,6 +16,7 @@ import numpy as np
 from cluster.content.chunking import Chunk
 from cluster.content.ingest import ChunkedDocument, Ingester
 from cluster.content.parsing import DocumentError, DocumentTooLarge, NotText, decode_text
+from cluster.models.rerank_gate import RerankDecision, rerank_decision
 from cluster.ops.handles import EmbedderClient, RerankerClient
 from cluster.settings import SearchLimits, Settings
 from cluster.store import knowledge
@@ -77,6 +78,7 @@ class KnowledgeService:
         self.db = db
         self.embedder = embedder
         self.reranker = reranker
+        self._rerank_default: RerankDecision | None = None  # decided on first use (reads the model's manifest)
         self.ingester = ingester
 
     # ------------------------------------------------------------------------------------------ ingest
@@ -147,11 +149,13 @@ class KnowledgeService:
                                 limits.default_top_n)
 
     def rerank_choice(self, requested: bool | None) -> tuple[bool, str]:
-        """Whether to rerank, and why: the request's choice, or the profile's with its reason."""
+        """Whether to rerank, and why: the request's choice, or the profile's decision (rerank_gate) with its
+        reason."""
         if requested is not None:
             return requested, "requested"
-        spec = self.settings.profile_spec.retrieval
-        return spec.rerank, spec.rerank_reason or "the profile's default"
+        if self._rerank_default is None:
+            self._rerank_default = rerank_decision(self.settings)
+        return self._rerank_default.rerank, self._rerank_default.reason
 
     async def search(self, query: str, top_k: int, top_n: int, rerank: bool, filters: SearchFilters) -> SearchOutcome:
         started = time.perf_counter()

@@ -17,6 +17,7 @@ from openai import OpenAI
 from pydantic import BaseModel, Field
 
 from cluster.models.random_adapters import random_adapters
+from cluster.models.rerank_gate import rerank_decision
 from cluster.store.adapters import AdapterStore
 from cluster.models.cache import resolve
 from cluster.settings import Settings
@@ -169,8 +170,9 @@ def test_sampling_and_retrieval_defaults_come_from_the_route_and_the_response_sa
                                            "from_profile": ["temperature", "top_p"]}
     assert sampling.rag.temperature == 0.1 and sampling.hybrid.temperature == 0.0  # the article's
     spec = live.profile_spec.retrieval
-    assert rag.model_extra["retrieval"] == {"top_k": spec.top_k, "top_n": spec.top_n, "rerank": spec.rerank,
-                                            "rerank_reason": spec.rerank_reason}
+    decision = rerank_decision(live)
+    assert rag.model_extra["retrieval"] == {"top_k": spec.top_k, "top_n": spec.top_n, "rerank": decision.rerank,
+                                            "rerank_reason": decision.reason}
     hybrid = client.chat.completions.create(model=adapters[0], messages=question, max_tokens=8,  # type: ignore[arg-type]
                                             top_p=0.9, extra_body={"route": "hybrid", "rerank": True})
     assert hybrid.model_extra["sampling"] == {"temperature": 0.0, "top_p": 0.9, "from_profile": ["temperature"]}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import httpx
+
+from cluster.models.rerank_gate import rerank_decision
 import numpy as np
 import pytest
 
@@ -53,10 +55,11 @@ def test_reranked_search_scores_and_times_every_stage(api: httpx.Client, seeded:
 def test_search_defaults_come_from_the_profile_and_the_response_says_why(api: httpx.Client, live,  # noqa: ANN001
                                                                        seeded: dict[str, str]) -> None:
     body = api.post("/v1/search", json={"query": "How do I create an HNSW index in Postgres?"}).json()
-    spec = live.profile_spec.retrieval  # cpu-dev: the RAG route's candidates, no rerank
-    assert body["retrieval"] == {"top_k": spec.top_k, "top_n": live.search.default_top_n, "rerank": spec.rerank,
-                                 "rerank_reason": spec.rerank_reason}
-    assert spec.rerank is False and "cpu-dev" in spec.rerank_reason
+    spec = live.profile_spec.retrieval  # cpu-dev: the RAG route's candidates; rerank only if it measured better
+    decision = rerank_decision(live)
+    assert body["retrieval"] == {"top_k": spec.top_k, "top_n": live.search.default_top_n, "rerank": False,
+                                 "rerank_reason": decision.reason}
+    assert spec.rerank == "if_better" and "did not beat the embedder's" in decision.reason
     assert all(h["rerank_score"] is None for h in body["hits"]) and body["timings"]["rerank_ms"] == 0
 
 

@@ -8,6 +8,7 @@ import pytest
 from cluster.profiles import PROFILES
 from cluster.settings import Settings
 from serve.schemas.generation import ChatCompletionRequest, CompletionRequest
+from cluster.models.rerank_gate import RerankDecision, decide
 from serve.services.knowledge import KnowledgeService
 
 QUESTION = [{"role": "user", "content": "What is pgvector?"}]
@@ -30,13 +31,28 @@ def test_each_route_samples_with_its_profile_defaults_unless_the_request_says(pr
         None, sampling.plain).temperature == 0
 
 
-def test_rerank_defaults_to_the_profile_with_its_reason() -> None:
+def test_rerank_defaults_to_the_profiles_decision_with_its_reason() -> None:
     def choice(profile: str, requested: bool | None) -> tuple[bool, str]:
         service = KnowledgeService(Settings(profile=profile), None, None, None, None)  # type: ignore[arg-type]
         return service.rerank_choice(requested)
 
-    rerank, reason = choice("cpu-dev", None)
-    assert rerank is False and reason.startswith("off in the cpu-dev profile")
+    rerank, reason = choice("cpu-dev", None)  # the prepared cross-encoder measured below the embedder
+    assert rerank is False and reason.startswith("off: at models prepare the reranker's held-out MRR@10")
     assert choice("gpu", None)[0] is True
     assert choice("cpu-dev", True) == (True, "requested") and choice("gpu", False) == (False, "requested")
+
+
+def test_the_rerank_gate_enables_a_reranker_only_when_it_measured_better() -> None:
+    cpu = PROFILES["cpu-dev"].retrieval
+    assert cpu.rerank == "if_better"
+    better = decide(cpu, {"reranker_mrr_at_10": 0.41, "embedder_mrr_at_10": 0.32, "heldout_queries": 100})
+    assert better.rerank is True and "0.41 beat the embedder's 0.32 (100 queries)" in better.reason
+    worse = decide(cpu, {"reranker_mrr_at_10": 0.136, "embedder_mrr_at_10": 0.322, "heldout_queries": 100})
+    assert worse.rerank is False and "0.136 did not beat the embedder's 0.322" in worse.reason
+    tied = decide(cpu, {"reranker_mrr_at_10": 0.3, "embedder_mrr_at_10": 0.3})
+    assert tied.rerank is False  # it must win, not tie, to earn its latency
+    assert decide(cpu, None).rerank is False and "no held-out measurement" in decide(cpu, {}).reason
+    gpu = PROFILES["gpu"].retrieval  # a profile that decides outright ignores measurements
+    assert decide(gpu, {"reranker_mrr_at_10": 0.0, "embedder_mrr_at_10": 1.0}) == RerankDecision(
+        True, gpu.rerank_reason)
 
