@@ -135,6 +135,16 @@ class Sampling(_Frozen):
     top_p: float = Field(1.0, gt=0, le=1)
 
 
+class RepetitionStop(_Frozen):
+    """vLLM's repetition detection: generation ends when the last `min_count` spans of N tokens are identical,
+    for some N in [min_pattern_size, max_pattern_size] (a small model's "CPU-based CPU-based CPU-based ..." or
+    a sentence said twice in a row)."""
+
+    min_pattern_size: PositiveInt = 6
+    max_pattern_size: PositiveInt = 64
+    min_count: int = Field(2, ge=2)
+
+
 class RouteSampling(_Frozen):
     """What a route samples with when the request does not say (the `openai` client sends nothing): the article's
     0.1 for RAG and 0.0 for hybrid; greedy for the adapter's learnt behaviour; a little for the bare model."""
@@ -143,6 +153,7 @@ class RouteSampling(_Frozen):
     hybrid: Sampling = Sampling(temperature=0.0)
     finetuned: Sampling = Sampling(temperature=0.0)
     plain: Sampling = Sampling(temperature=0.7)
+    repetition_stop: RepetitionStop | None = Field(None, description="Every route's; None: off.")
 
 
 class ChunkingSpec(_Frozen):
@@ -269,6 +280,8 @@ PROFILES: dict[ProfileName, Profile] = {
         training=TrainingSpec(method="lora", compute_dtype="float32", optim="adamw_torch", batch_size=8,
                               num_cpus=1, torch_threads=2, max_concurrent_jobs=1),
         chunking=ChunkingSpec(chunk_tokens=300, overlap_tokens=40),
+        # The 135M model loops ("CPU-based CPU-based ...", a sentence twice): vLLM stops it at the repeat.
+        sampling=RouteSampling(repetition_stop=RepetitionStop()),
         # The CPU-trained cross-encoder reranks only if it beats the embedder on held-out queries (it does not
         # today: see `ragtune models list`); the relevance threshold is on the vector score either way.
         retrieval=RetrievalSpec(top_k=20, top_n=4, rerank="if_better", relevance="vector", min_relevance=0.25,

@@ -198,7 +198,9 @@ class LLMServer:
                         "engine_request_id": request.request_id, "adapter": request.adapter,
                         "prompt_tokens": len(ids), "completion_tokens": completion_tokens,
                         "finish_reason": choice.finish_reason}})
-                    yield Finished(choice.finish_reason or "stop", len(ids), completion_tokens)
+                    # vLLM's "repetition" (its repetition detection ended it) is OpenAI's "stop"; the log keeps it.
+                    reason = choice.finish_reason or "stop"
+                    yield Finished("stop" if reason == "repetition" else reason, len(ids), completion_tokens)
         finally:
             # A cancelled stream (client gone) lands here too; vLLM's generate has already aborted the request.
             if adapter is not None:

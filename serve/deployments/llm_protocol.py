@@ -23,14 +23,20 @@ class SamplingOptions:
     # Structured output (vLLM's guided decoding): a JSON schema (serialised), or any JSON object.
     json_schema: str | None = None
     json_object: bool = False
+    # vLLM's repetition detection (min_pattern_size, max_pattern_size, min_count); None: off.
+    repetition_stop: tuple[int, int, int] | None = None
 
     def to_sampling_params(self, max_tokens: int) -> Any:
         """vLLM's SamplingParams (field names are vLLM's), streaming deltas; `max_tokens` is the replica's budget.
         Structured output allows no free whitespace between tokens: a small model can otherwise loop on it."""
         from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+        from vllm.sampling_params import RepetitionDetectionParams, RequestOutputKind, StructuredOutputsParams
 
-        fields = {k: v for k, v in asdict(self).items() if k not in ("json_schema", "json_object")}
+        fields = {k: v for k, v in asdict(self).items() if k not in ("json_schema", "json_object", "repetition_stop")}
+        if self.repetition_stop is not None:
+            low, high, count = self.repetition_stop
+            fields["repetition_detection"] = RepetitionDetectionParams(min_pattern_size=low, max_pattern_size=high,
+                                                                       min_count=count)
         structured = None
         if self.json_schema is not None:
             structured = StructuredOutputsParams(json=self.json_schema, disable_any_whitespace=True)

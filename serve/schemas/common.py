@@ -40,6 +40,7 @@ class SamplingApplied(BaseModel):
 
     temperature: float
     top_p: float
+    repetition_stop: bool = Field(description="Generation ends at a repeated span (the profile's repetition_stop).")
     from_profile: list[str]
 
 

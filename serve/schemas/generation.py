@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from cluster.profiles import Sampling
+from cluster.profiles import RepetitionStop, Sampling
 from serve.deployments.llm_protocol import SamplingOptions
 from serve.schemas.common import RetrievalApplied, Route, SamplingApplied, StageTimings, StrictRequest
 from serve.schemas.retrieval import SearchFiltersIn
@@ -95,15 +95,20 @@ class _GenerationRequest(StrictRequest):
     filters: SearchFiltersIn | None = None
     rerank: bool | None = Field(None, description="Rerank candidates with the cross-encoder. Default: profile's.")
 
-    def to_sampling_options(self, max_tokens: int | None, defaults: Sampling) -> SamplingOptions:
+    def to_sampling_options(self, max_tokens: int | None, defaults: Sampling,
+                            repetition_stop: RepetitionStop | None = None) -> SamplingOptions:
         """What the LLM deployment samples with (`max_tokens` already checked against the model); what the request
-        leaves out comes from the route's `defaults`."""
+        leaves out comes from the route's `defaults`. A structured (JSON) answer is never cut on repetition: a list
+        of equal items is valid output."""
         stop = () if self.stop is None else (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
         return SamplingOptions(max_tokens=max_tokens,
                                temperature=defaults.temperature if self.temperature is None else self.temperature,
                                top_p=defaults.top_p if self.top_p is None else self.top_p, stop=stop,
                                seed=self.seed, presence_penalty=self.presence_penalty,
                                frequency_penalty=self.frequency_penalty, ignore_eos=self.ignore_eos,
+                               repetition_stop=None if repetition_stop is None or self._structured() else (
+                                   repetition_stop.min_pattern_size, repetition_stop.max_pattern_size,
+                                   repetition_stop.min_count),
                                **self._structured())
 
     def _structured(self) -> dict[str, Any]:

@@ -62,6 +62,7 @@ class Plan:
         return {"retrieval": None if r is None else {"top_k": r.top_k, "top_n": r.top_n, "rerank": r.rerank,
                                                      "rerank_reason": r.rerank_reason},
                 "sampling": {"temperature": self.sampling.temperature, "top_p": self.sampling.top_p,
+                             "repetition_stop": self.sampling.repetition_stop is not None,
                              "from_profile": list(self.sampling_from_profile)}}
 
 
@@ -153,8 +154,9 @@ class GenerationService:
         """Everything the request asks for, checked: sampling, retrieval options, the conversation."""
         if route in ("finetuned", "plain") and not body.retrieves_nothing():
             raise invalid(f"route {route!r} does not retrieve: drop top_k, top_n, filters and rerank", param="route")
-        sampling = body.to_sampling_options(self.max_tokens(body.token_limit()),
-                                            getattr(self.settings.profile_spec.sampling, route))
+        defaults = self.settings.profile_spec.sampling
+        sampling = body.to_sampling_options(self.max_tokens(body.token_limit()), getattr(defaults, route),
+                                            defaults.repetition_stop)
         from_profile = tuple(f for f in ("temperature", "top_p") if getattr(body, f) is None)
         retrieval = None
         if route in ("rag", "hybrid"):

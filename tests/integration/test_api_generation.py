@@ -167,7 +167,7 @@ def test_sampling_and_retrieval_defaults_come_from_the_route_and_the_response_sa
     # What the openai client sends when the caller sets nothing: no temperature, no top_p.
     rag = client.chat.completions.create(model=base, messages=question, max_tokens=8)  # type: ignore[arg-type]
     assert rag.model_extra["sampling"] == {"temperature": sampling.rag.temperature, "top_p": sampling.rag.top_p,
-                                           "from_profile": ["temperature", "top_p"]}
+                                           "repetition_stop": True, "from_profile": ["temperature", "top_p"]}
     assert sampling.rag.temperature == 0.1 and sampling.hybrid.temperature == 0.0  # the article's
     spec = live.profile_spec.retrieval
     decision = rerank_decision(live)
@@ -175,7 +175,8 @@ def test_sampling_and_retrieval_defaults_come_from_the_route_and_the_response_sa
                                             "rerank_reason": decision.reason}
     hybrid = client.chat.completions.create(model=adapters[0], messages=question, max_tokens=8,  # type: ignore[arg-type]
                                             top_p=0.9, extra_body={"route": "hybrid", "rerank": True})
-    assert hybrid.model_extra["sampling"] == {"temperature": 0.0, "top_p": 0.9, "from_profile": ["temperature"]}
+    assert hybrid.model_extra["sampling"] == {"temperature": 0.0, "top_p": 0.9, "repetition_stop": True,
+                                              "from_profile": ["temperature"]}
     assert hybrid.model_extra["retrieval"]["rerank"] is True
     assert hybrid.model_extra["retrieval"]["rerank_reason"] == "requested"
     plain = client.chat.completions.create(model=base, messages=question, max_tokens=8,  # type: ignore[arg-type]

@@ -56,3 +56,21 @@ def test_the_rerank_gate_enables_a_reranker_only_when_it_measured_better() -> No
     assert decide(gpu, {"reranker_mrr_at_10": 0.0, "embedder_mrr_at_10": 1.0}) == RerankDecision(
         True, gpu.rerank_reason)
 
+
+
+def test_the_repetition_stop_reaches_vllm_and_ends_a_loop_but_not_an_answer() -> None:
+    from vllm.v1.core.sched.utils import check_sequence_repetition
+
+    stop = PROFILES["cpu-dev"].sampling.repetition_stop
+    assert stop is not None and PROFILES["gpu"].sampling.repetition_stop is None  # the 7B model does not loop
+    bare = ChatCompletionRequest(model="m", messages=QUESTION)
+    params = bare.to_sampling_options(16, PROFILES["cpu-dev"].sampling.rag, stop).to_sampling_params(16)
+    detection = params.repetition_detection
+    loop = [11, 12, 13, 14, 15, 16, 17] * 2  # a 7-token span said twice in a row
+    assert check_sequence_repetition([1, 2, 3] + loop, detection)
+    assert not check_sequence_repetition(list(range(40)), detection)  # an answer that does not repeat
+    assert not check_sequence_repetition([1, 2, 3, 1, 2, 3], detection)  # short stutters are left alone
+    structured = ChatCompletionRequest(model="m", messages=QUESTION, response_format={"type": "json_object"})
+    assert structured.to_sampling_options(16, PROFILES["cpu-dev"].sampling.rag, stop).repetition_stop is None
+    assert bare.to_sampling_options(16, PROFILES["cpu-dev"].sampling.rag, None).to_sampling_params(
+        16).repetition_detection is None
