@@ -149,7 +149,7 @@ async def execute(settings: Any, pool: Any, eval_id: str, attempt: int | None) -
             await evals.add_event(pool, eval_id, f"{progress.done}/{progress.total} answers recorded",
                                   data={"done": progress.done, "total": progress.total},
                                   dedupe_key=f"progress-{tenth}")
-        return not await pool.fetchval("SELECT cancel_requested FROM evals WHERE id = $1", eval_id)
+        return not await evals.cancel_requested(pool, eval_id)
 
     try:
         with RagtuneClient(settings.http_url) as client:
@@ -157,7 +157,7 @@ async def execute(settings: Any, pool: Any, eval_id: str, attempt: int | None) -
     except (IngressUnavailable, ClientError) as exc:
         print(f"eval {eval_id}: the ingress is unavailable ({exc}); stopping so the run can resume", flush=True)
         return EXIT_RETRY
-    if await pool.fetchval("SELECT cancel_requested FROM evals WHERE id = $1", eval_id):
+    if await evals.cancel_requested(pool, eval_id):
         await evals.finish(pool, eval_id, "canceled", f"Eval run canceled after {progress.done}/{run.total} answers")
         print(f"eval {eval_id}: canceled", flush=True)
         return 0

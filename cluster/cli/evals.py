@@ -18,6 +18,7 @@ from cluster.evaluation.runner import CaseResult
 from cluster.evaluation.testset import Case
 
 POLL_S = 1.0
+MAX_MISSED = 120  # polls in a row without an answer before following gives up (about two minutes)
 TERMINAL = ("completed", "failed", "canceled")
 
 
@@ -34,9 +35,11 @@ def create_body(cases: Sequence[Case], routes: Sequence[str] | None, adapter: st
 
 
 def follow(client: RagtuneClient, run: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
-    """Poll the run until it ends, with a progress bar of answers recorded."""
+    """Poll the run until it ends, with a progress bar of answers recorded. An ingress that is away for a while
+    (restarting) is waited for, up to MAX_MISSED polls in a row: the run itself goes on on the cluster."""
     from tqdm import tqdm
 
+    missed = 0
     with tqdm(total=run["progress"]["total"], unit="answer", dynamic_ncols=True, disable=quiet,
               desc=run["id"]) as bar:
         while True:
@@ -45,7 +48,12 @@ def follow(client: RagtuneClient, run: dict[str, Any], quiet: bool = False) -> d
             if run["status"] in TERMINAL:
                 return run
             time.sleep(POLL_S)
-            run = client.request("GET", f"/v1/evals/{run['id']}")
+            try:
+                run, missed = client.request("GET", f"/v1/evals/{run['id']}"), 0
+            except ClientError as exc:
+                missed += 1
+                if not exc.transient or missed >= MAX_MISSED:
+                    raise
 
 
 def output_items(client: RagtuneClient, eval_id: str) -> list[dict[str, Any]]:

@@ -214,6 +214,10 @@ async def recorded(pool: asyncpg.Pool, eval_id: str) -> list[StoredResult]:
     return [_row(StoredResult, r) for r in rows]
 
 
+async def cancel_requested(pool: asyncpg.Pool, eval_id: str) -> bool:
+    return bool(await pool.fetchval("SELECT cancel_requested FROM evals WHERE id = $1", eval_id))
+
+
 async def record_result(pool: asyncpg.Pool, eval_id: str, position: int, route: str, status: Verdict,
                         result: dict[str, Any], attempt: int) -> bool:
     """False if this case and route already had a result (a replay after a resume)."""
