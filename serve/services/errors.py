@@ -18,6 +18,16 @@ def not_found(message: str, param: str | None = None) -> ApiError:
     return ApiError(404, message, param=param, code="not_found")
 
 
+def page_cursor(after: str | None, prefix: str, what: str) -> int | None:
+    """A list endpoint's `after` (an object id, `<prefix>-N`) as the row id N it names; 400 for anything else."""
+    if not after:
+        return None
+    try:
+        return int(after.removeprefix(f"{prefix}-"))
+    except ValueError:
+        raise invalid(f"after must be {what} ({prefix}-N), got {after!r}", param="after") from None
+
+
 def bounded(value: int | None, default: int, maximum: int, param: str) -> int:
     """`value` (or the default when absent), refused with a 400 above `maximum`."""
     value = default if value is None else value

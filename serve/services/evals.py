@@ -20,7 +20,7 @@ from cluster.store.db import LazyPool
 from cluster.store.files import FileStore
 from cluster.training.datasets import DatasetError
 from serve.schemas.evals import EvalCreate, EvalRunOut, OutputItem, run_out
-from serve.services.errors import ApiError, invalid, not_found
+from serve.services.errors import ApiError, invalid, not_found, page_cursor
 from serve.services.generation import GenerationService
 
 DEFAULT_ROUTES = ("rag", "plain", "search")
@@ -107,24 +107,14 @@ class EvalService:
         run = await self._run(eval_id)
         if status is not None and status not in RESULT_STATUSES:
             raise invalid(f"status must be one of {', '.join(RESULT_STATUSES)}, got {status!r}", param="status")
-        cursor = None
-        if after:
-            try:
-                cursor = int(after.removeprefix("outputitem-"))
-            except ValueError:
-                raise invalid(f"after must be an output item id (outputitem-N), got {after!r}", param="after") from None
+        cursor = page_cursor(after, "outputitem", "an output item id")
         rows, more = await evals.list_results(await self.db.get(), eval_id, cursor, limit, status)
         return [OutputItem(**records.output_item(run, stored, item)) for stored, item in rows], more
 
     async def events(self, eval_id: str, after: str | None, limit: int) -> tuple[list[evals.EvalEvent], bool]:
         await self._run(eval_id)
-        cursor = None
-        if after:
-            try:
-                cursor = int(after.removeprefix("evalevent-"))
-            except ValueError:
-                raise invalid(f"after must be an event id (evalevent-N), got {after!r}", param="after") from None
-        return await evals.list_events(await self.db.get(), eval_id, cursor, limit)
+        return await evals.list_events(await self.db.get(), eval_id, page_cursor(after, "evalevent", "an event id"),
+                                       limit)
 
     async def cancel(self, eval_id: str) -> EvalRunOut:
         try:

@@ -20,7 +20,7 @@ from cluster.store.files import FileStore
 from cluster.training import datasets
 from cluster.training.datasets import DatasetError
 from serve.schemas.fine_tuning import FineTuningJobCreate
-from serve.services.errors import ApiError, invalid, not_found
+from serve.services.errors import ApiError, invalid, not_found, page_cursor
 
 PURPOSES = ("fine-tune", "evals")  # training data, and test sets for POST /v1/evals
 DEFAULT_EPOCHS = 3
@@ -167,10 +167,4 @@ class FineTuningService:
     async def events(self, job_id: str, after: str | None,
                      limit: int) -> tuple[list[ft.JobEvent], bool]:
         await self.get_job(job_id)
-        cursor = None
-        if after:
-            try:
-                cursor = int(after.removeprefix("ftevent-"))
-            except ValueError:
-                raise invalid(f"after must be an event id (ftevent-N), got {after!r}", param="after") from None
-        return await ft.list_events(await self.db.get(), job_id, cursor, limit)
+        return await ft.list_events(await self.db.get(), job_id, page_cursor(after, "ftevent", "an event id"), limit)

@@ -70,3 +70,18 @@ async def test_each_failure_gets_its_own_status_and_code(client: httpx.AsyncClie
 async def test_a_full_disk_is_not_reported_as_the_database(client: httpx.AsyncClient) -> None:
     error = (await client.get("/disk-full")).json()["error"]
     assert "database" not in error["message"] and "No space left on device" in error["message"]
+
+
+def test_a_list_cursor_is_the_row_id_its_object_id_names() -> None:
+    from serve.services.errors import ApiError, page_cursor
+
+    assert page_cursor(None, "ftevent", "an event id") is None and page_cursor("", "ftevent", "an event id") is None
+    assert page_cursor("ftevent-42", "ftevent", "an event id") == 42
+    assert page_cursor("outputitem-7", "outputitem", "an output item id") == 7
+    for bad in ("evalevent-3", "ftevent-x", "42x"):
+        try:
+            page_cursor(bad, "ftevent", "an event id")
+        except ApiError as exc:
+            assert exc.status == 400 and exc.param == "after" and "(ftevent-N)" in exc.message
+        else:
+            raise AssertionError(f"{bad!r} was accepted")
