@@ -109,7 +109,7 @@ async def bench_search(client: httpx.Client, settings, n_queries: int) -> dict: 
     from sentence_transformers import SentenceTransformer
 
     from cluster.store import db, knowledge
-    from cluster.store.knowledge import SearchFilters
+    from cluster.store.knowledge import Fusion, SearchFilters
     from cluster.models.cache import resolve
 
     spec = settings.profile_spec.embedder
@@ -119,13 +119,14 @@ async def bench_search(client: httpx.Client, settings, n_queries: int) -> dict: 
     del model
     pool = await db.open_pool(settings)
     top_k = settings.profile_spec.retrieval.top_k
+    fusion = Fusion(**settings.profile_spec.retrieval.fusion.model_dump())
     for q, v in zip(queries[:5], vectors[:5]):  # warm both paths
-        await knowledge.hybrid_search(pool, v, q, top_k)
+        await knowledge.hybrid_search(pool, v, q, top_k, fusion)
         client.post("/v1/search", json={"query": q, "rerank": False})
     sql_ms = []
     for q, v in zip(queries, vectors):
         t = time.perf_counter()
-        await knowledge.hybrid_search(pool, v, q, top_k, settings.search.rrf_k, SearchFilters())
+        await knowledge.hybrid_search(pool, v, q, top_k, fusion, SearchFilters())
         sql_ms.append((time.perf_counter() - t) * 1000)
     await pool.close()
     results = {"sql_direct": summary(sql_ms)}

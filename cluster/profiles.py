@@ -111,6 +111,28 @@ class LLMSpec(_Frozen):
         return self.model.removeprefix("local:")
 
 
+class FusionSpec(_Frozen):
+    """Hybrid search's keyword scoring and its fusion with the vector ranking (cluster/store/knowledge.Fusion).
+
+    The defaults are textbook (BM25 k1 1.2, b 0.75; RRF k 60, equal weights) plus a cap of two chunks per
+    document among the first places: measured on three development sets in docs/eval.md ("Search").
+    """
+
+    rrf_k: PositiveInt = 60
+    vector_weight: float = Field(1.0, ge=0)
+    keyword_weight: float = Field(1.0, ge=0)
+    max_per_document: int = Field(2, ge=0, description="At most this many chunks of one document before other "
+                                                       "documents' (0: no cap).")
+    bm25_k1: float = Field(1.2, ge=0)
+    bm25_b: float = Field(0.75, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> "FusionSpec":
+        if self.vector_weight == 0 and self.keyword_weight == 0:
+            raise ValueError("fusion needs a positive vector_weight or keyword_weight")
+        return self
+
+
 class RetrievalSpec(_Frozen):
     """How the RAG and hybrid routes pick their context.
 
@@ -128,6 +150,7 @@ class RetrievalSpec(_Frozen):
     relevance: Literal["rerank", "vector"] = "rerank"
     min_relevance: float = 0.0
     max_context_tokens: PositiveInt = 1200
+    fusion: FusionSpec = FusionSpec()
 
 
 class Sampling(_Frozen):

@@ -37,7 +37,6 @@ class SearchLimits(BaseSettings):
     default_top_n: PositiveInt = Field(5, description="Hits /v1/search returns when the request does not say.")
     max_top_n: PositiveInt = 50
     max_query_chars: PositiveInt = 2000
-    rrf_k: PositiveInt = 60
 
     @model_validator(mode="after")
     def _defaults_within_bounds(self) -> "SearchLimits":

@@ -24,14 +24,15 @@ TERMINAL = ("completed", "failed", "canceled")
 
 def create_body(cases: Sequence[Case], routes: Sequence[str] | None, adapter: str | None, declared: Declared, *,
                 concurrency: int, max_tokens: int, queries_per_day: float, name: str,
-                judge: bool | None = None, structured_output: bool = False) -> dict[str, Any]:
+                judge: bool | None = None, structured_output: bool = False,
+                search_mode: str = "hybrid") -> dict[str, Any]:
     from cluster.evaluation.testset import as_item
 
     return {"name": name, "data_source": {"type": "jsonl", "source": {
                 "type": "file_content", "content": [{"item": as_item(c)} for c in cases]}},
             "routes": list(routes) if routes else None, "adapter": adapter, "concurrency": concurrency,
             "max_tokens": max_tokens, "queries_per_day": queries_per_day, "declared": asdict(declared),
-            "judge": judge, "structured_output": structured_output}
+            "judge": judge, "structured_output": structured_output, "search_mode": search_mode}
 
 
 def follow(client: RagtuneClient, run: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
@@ -87,12 +88,13 @@ def write_report(client: RagtuneClient, run: dict[str, Any], out_dir: Path,
 def run_testset(url: str, cases: Sequence[Case], routes: Sequence[str] | None, adapter: str | None,
                 declared: Declared, *, concurrency: int, max_tokens: int, queries_per_day: float, name: str,
                 out_dir: Path, judge: bool | None = None, structured_output: bool = False,
-                quiet: bool = False) -> dict[str, Any]:
+                search_mode: str = "hybrid", quiet: bool = False) -> dict[str, Any]:
     """Submit, follow and report; ClientError for a refused submission or a run that did not complete."""
     with RagtuneClient(url) as client:
         run = client.request("POST", "/v1/evals", json=create_body(
             cases, routes, adapter, declared, concurrency=concurrency, max_tokens=max_tokens,
-            queries_per_day=queries_per_day, name=name, judge=judge, structured_output=structured_output))
+            queries_per_day=queries_per_day, name=name, judge=judge, structured_output=structured_output,
+            search_mode=search_mode))
         if not quiet:
             print(f"eval run {run['id']}: {len(cases)} cases x {len(run['routes'])} routes "
                   f"({', '.join(run['routes'])}), queued")

@@ -39,17 +39,19 @@ class RunOptions:
     judge_runs: int = 0  # grades per answer by the LLM judge (judge.py); 0: no judge
     judge_temperature: float = 0.7
     structured_output: bool = False  # json cases: send response_format with expected's schema (guided decoding)
+    search_mode: str = "hybrid"  # the `search` route's: hybrid, or one side alone (vector, keyword)
 
 
 def run_options(settings: Any, routes: Sequence[str], adapter: str | None, concurrency: int, max_tokens: int,
-                judge: bool | None, structured_output: bool = False) -> RunOptions:
+                judge: bool | None, structured_output: bool = False, search_mode: str = "hybrid") -> RunOptions:
     """A run's options with the profile's defaults: the judge is on where the profile says so unless the run says
     otherwise (`search` sends no rerank: the endpoint reranks as the RAG route does)."""
     profile = settings.profile_spec
     judging = profile.evaluation.judge if judge is None else judge
     return RunOptions(routes=tuple(routes), adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
                       judge_runs=profile.evaluation.judge_runs if judging else 0,
-                      judge_temperature=profile.evaluation.judge_temperature, structured_output=structured_output)
+                      judge_temperature=profile.evaluation.judge_temperature, structured_output=structured_output,
+                      search_mode=search_mode)
 
 
 @dataclass
@@ -121,7 +123,7 @@ def run_case(client: RagtuneClient, case: Case, route: str, options: RunOptions,
     started = time.perf_counter()
     try:
         if route == "search":
-            body = {"query": case.question, "top_n": SEARCH_K,
+            body = {"query": case.question, "top_n": SEARCH_K, "mode": options.search_mode,
                     **({"rerank": options.rerank} if options.rerank is not None else {})}
             payload = client.request("POST", "/v1/search", json=body)
         else:

@@ -66,9 +66,10 @@ class Candidate:
     ordinal: int
     text: str
     metadata: dict[str, Any]
-    vector_score: float | None
-    keyword_score: float | None
+    vector_score: float | None  # cosine similarity, when the chunk was in the vector top-k
+    keyword_score: float | None  # BM25, when it was in the keyword top-k
     fused_score: float
+    similarity: float | None = None  # cosine similarity to the query for every hit (none in keyword mode)
 
 
 _DOC_COLUMNS = """d.id, d.source, d.title, d.content_type, d.content_hash, d.metadata, d.created_at, d.updated_at,
@@ -182,47 +183,108 @@ def _filter_sql(filters: SearchFilters, first_param: int) -> tuple[str, list[Any
     return (" AND ".join(clauses) if clauses else "TRUE"), params
 
 
-def hybrid_search_sql(filters: SearchFilters) -> tuple[str, list[Any]]:
-    """Vector top-k (HNSW, cosine) and full-text top-k (any query term), fused by reciprocal rank, in one query.
+SearchMode = Literal["hybrid", "vector", "keyword"]
 
-    Parameters: $1 query embedding, $2 query text, $3 k, $4 RRF constant, then the filter values (returned).
+
+@dataclass(frozen=True)
+class Fusion:
+    """How the two rankings become one (the profile's `retrieval`, cluster/profiles.py, says why these values).
+
+    Weighted reciprocal-rank fusion: a chunk scores sum(weight / (rrf_k + rank)) over the rankings that found
+    it. `max_per_document` then lets at most that many chunks of one document into the first places, so a long
+    document's many similar chunks cannot crowd out other documents (the rest follow, in fused order).
     """
-    where, params = _filter_sql(filters, 5)
-    join = "JOIN documents d ON d.id = c.document_id" if params else ""
-    vec_where = f"WHERE {where}" if params else ""
-    sql = f"""
-WITH vec AS (
-    SELECT id, 1 - distance AS score, row_number() OVER (ORDER BY distance, id) AS rank FROM (
-        SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c {join} {vec_where}
+
+    mode: SearchMode = "hybrid"
+    rrf_k: int = 60
+    vector_weight: float = 1.0
+    keyword_weight: float = 1.0
+    max_per_document: int = 0  # 0: no cap
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+
+
+# $1 query embedding, $2 query text, $3 k; a chunk's rank in each list is its row number.
+_VECTOR_CTE = """vec AS (
+    SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM (
+        SELECT c.id, 1 - (c.embedding <=> $1) AS score FROM chunks c {join} {where}
         ORDER BY c.embedding <=> $1 LIMIT $3
     ) v
-), q AS (
-    SELECT replace(plainto_tsquery('english', $2)::text, '&', '|')::tsquery AS query
+)"""
+# BM25 over the postings of the query's terms (migration 004): IDF from the corpus-wide chunk count and each
+# term's document frequency, length-normalised by the chunk's term count against the mean. $4 k1, $5 b.
+_KEYWORD_CTE = """qt AS (
+    SELECT DISTINCT term FROM ragtune_terms($2)
+), stats AS (
+    SELECT coalesce(sum(chunks), 0)::float8 AS n,
+           greatest(coalesce(sum(terms)::float8 / nullif(sum(chunks), 0), 1), 1) AS avgdl FROM term_stats
+), postings AS (
+    SELECT p.term, p.chunk_id, p.document_id, p.tf, p.chunk_len FROM chunk_terms p JOIN qt USING (term)
+), idf AS (
+    SELECT term, ln(1 + (s.n - count(*) + 0.5) / (count(*) + 0.5)) AS idf FROM postings CROSS JOIN stats s
+    GROUP BY term, s.n
 ), kw AS (
     SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM (
-        SELECT c.id, ts_rank_cd(c.tsv, q.query) AS score FROM chunks c {join} CROSS JOIN q
-        WHERE c.tsv @@ q.query AND {where}
-        ORDER BY score DESC, c.id LIMIT $3
+        SELECT p.chunk_id AS id,
+               sum(i.idf * p.tf * ($4 + 1) / (p.tf + $4 * (1 - $5 + $5 * p.chunk_len / s.avgdl))) AS score
+        FROM postings p JOIN idf i USING (term) CROSS JOIN stats s {join} {where}
+        GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id LIMIT $3
     ) k
+)"""
+
+
+def hybrid_search_sql(filters: SearchFilters, mode: SearchMode = "hybrid") -> tuple[str, list[Any]]:
+    """Vector top-k (HNSW, cosine) and BM25 top-k, fused by weighted reciprocal rank with a per-document cap,
+    in one statement; `mode` vector or keyword runs one side alone (what fusion is measured against).
+
+    Parameters: $1 query embedding, $2 query text, $3 k, $4 BM25 k1, $5 BM25 b, $6 RRF constant, $7 vector
+    weight, $8 keyword weight, $9 per-document cap (0: none), then the filter values (returned).
+    """
+    where, params = _filter_sql(filters, 10)
+    ctes = []
+    if mode != "keyword":
+        ctes.append(_VECTOR_CTE.format(join="JOIN documents d ON d.id = c.document_id" if params else "",
+                                       where=f"WHERE {where}" if params else ""))
+    if mode != "vector":
+        ctes.append(_KEYWORD_CTE.format(join="JOIN documents d ON d.id = p.document_id" if params else "",
+                                        where=f"WHERE {where}" if params else ""))
+    vec = "vec" if mode != "keyword" else "(SELECT NULL::bigint AS id, NULL::float8 AS score, NULL::bigint AS rank " \
+                                          "WHERE false) vec"
+    kw = "kw" if mode != "vector" else "(SELECT NULL::bigint AS id, NULL::float8 AS score, NULL::bigint AS rank " \
+                                       "WHERE false) kw"
+    # Every parameter typed once, whichever sides run (a one-sided statement leaves some unused).
+    args = "args AS (SELECT $1::vector, $2::text, $3::int, $4::float8, $5::float8, $6::float8, $7::float8, " \
+           "$8::float8, $9::int)"
+    similarity = "1 - (c.embedding <=> $1)" if mode != "keyword" else "NULL::float8"
+    sql = f"""
+WITH {", ".join([args, *ctes])}, fused AS (
+    SELECT coalesce(vec.id, kw.id) AS id, vec.score AS vector_score, kw.score AS keyword_score,
+           coalesce($7 / ($6 + vec.rank), 0) + coalesce($8 / ($6 + kw.rank), 0) AS fused_score
+    FROM {vec} FULL OUTER JOIN {kw} ON kw.id = vec.id
+), placed AS (
+    SELECT f.*, row_number() OVER (PARTITION BY c.document_id ORDER BY f.fused_score DESC, f.id) AS nth
+    FROM fused f JOIN chunks c ON c.id = f.id
 )
 SELECT c.id AS chunk_id, c.document_id, d.source, d.title, d.metadata, c.ordinal, c.text,
-       vec.score AS vector_score, kw.score AS keyword_score,
-       coalesce(1.0 / ($4 + vec.rank), 0) + coalesce(1.0 / ($4 + kw.rank), 0) AS fused_score
-FROM vec FULL OUTER JOIN kw ON kw.id = vec.id
-JOIN chunks c ON c.id = coalesce(vec.id, kw.id)
+       p.vector_score, p.keyword_score, p.fused_score, {similarity} AS similarity
+FROM placed p
+JOIN chunks c ON c.id = p.id
 JOIN documents d ON d.id = c.document_id
-ORDER BY fused_score DESC, c.id
+ORDER BY ($9 > 0 AND p.nth > $9), p.fused_score DESC, c.id
 LIMIT $3"""
     return sql, params
 
 
-async def hybrid_search(pool: asyncpg.Pool, embedding: np.ndarray, text: str, top_k: int, rrf_k: int = 60,
-                        filters: SearchFilters = SearchFilters()) -> list[Candidate]:
-    sql, filter_params = hybrid_search_sql(filters)
-    rows = await pool.fetch(sql, np.asarray(embedding, dtype=np.float32), text, top_k, rrf_k, *filter_params)
+async def hybrid_search(pool: asyncpg.Pool, embedding: np.ndarray, text: str, top_k: int,
+                        fusion: Fusion = Fusion(), filters: SearchFilters = SearchFilters()) -> list[Candidate]:
+    sql, filter_params = hybrid_search_sql(filters, fusion.mode)
+    rows = await pool.fetch(sql, np.asarray(embedding, dtype=np.float32), text, top_k, fusion.bm25_k1, fusion.bm25_b,
+                            fusion.rrf_k, fusion.vector_weight, fusion.keyword_weight, fusion.max_per_document,
+                            *filter_params)
     return [Candidate(
         chunk_id=r["chunk_id"], document_id=r["document_id"], source=r["source"], title=r["title"],
         ordinal=r["ordinal"], text=r["text"],
         metadata=json.loads(r["metadata"]) if isinstance(r["metadata"], str) else r["metadata"],
         vector_score=r["vector_score"], keyword_score=r["keyword_score"], fused_score=float(r["fused_score"]),
+        similarity=r["similarity"],
     ) for r in rows]

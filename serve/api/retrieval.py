@@ -18,13 +18,15 @@ router = APIRouter()
 
 @router.post("/v1/search", response_model=SearchResponse, tags=["search"])
 async def search(body: SearchRequest, s: ServicesDep) -> SearchResponse:
-    """Hybrid retrieval (HNSW vector top-k + full-text top-k, fused by RRF in SQL), then cross-encoder rerank
-    where the request or the profile says so (`retrieval` in the response says which, and why)."""
+    """Hybrid retrieval (HNSW vector top-k + BM25 top-k, fused by weighted RRF in SQL, at most the profile's
+    chunks per document first), then cross-encoder rerank where the request or the profile says so (`retrieval`
+    in the response says which, and why)."""
     observe("search")
     check_query(body.query, s.settings.search, "query")
     top_k, top_n = s.knowledge.bounds(body.top_k, body.top_n)
     rerank, reason = s.knowledge.rerank_choice(body.rerank)
-    outcome = await s.knowledge.search(body.query, top_k, top_n, rerank, SearchFiltersIn.to_filters(body.filters))
+    outcome = await s.knowledge.search(body.query, top_k, top_n, rerank, SearchFiltersIn.to_filters(body.filters),
+                                       body.mode)
     observe("search", timings={"embed_ms": outcome.embed_ms, "search_ms": outcome.search_ms,
                                "rerank_ms": outcome.rerank_ms})
     hits = [SearchHit(
@@ -35,7 +37,8 @@ async def search(body: SearchRequest, s: ServicesDep) -> SearchResponse:
     timings = StageTimings(embed_ms=outcome.embed_ms, search_ms=outcome.search_ms, rerank_ms=outcome.rerank_ms,
                            total_ms=outcome.total_ms)
     return SearchResponse(query=body.query, hits=hits, timings=timings,
-                          retrieval=RetrievalApplied(top_k=top_k, top_n=top_n, rerank=rerank, rerank_reason=reason))
+                          retrieval=RetrievalApplied(top_k=top_k, top_n=top_n, rerank=rerank, rerank_reason=reason,
+                                                     mode=body.mode))
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingsResponse, tags=["models"])

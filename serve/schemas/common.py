@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cluster.store.knowledge import SearchMode
+
 Route = Literal["rag", "finetuned", "hybrid", "plain"]
 
 
@@ -32,6 +34,7 @@ class RetrievalApplied(BaseModel):
     top_n: int
     rerank: bool
     rerank_reason: str = Field(description="`requested`, or the profile's reason.")
+    mode: SearchMode = "hybrid"
 
 
 class SamplingApplied(BaseModel):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from cluster.evaluation.rules import Change
 from cluster.store import evals
+from cluster.store.knowledge import SearchMode
 from serve.schemas.common import StrictRequest
 
 
@@ -64,6 +65,8 @@ class EvalCreate(StrictRequest):
     structured_output: bool = Field(False, description=(
         "json cases: constrain answers with response_format (a JSON schema of expected's keys and types), to "
         "compare valid-JSON rates with and without guided decoding."))
+    search_mode: SearchMode = Field("hybrid", description=(
+        "The search route's: hybrid, or vector or keyword alone (to measure fusion against its parts)."))
     metadata: dict[str, str] | None = Field(None, max_length=16)
 
 

@@ -182,7 +182,7 @@ class Citation(BaseModel):
     quote: str = Field(..., description="The cited span: text of the chunk that supports the answer.")
     chunk_text: str
     rerank_score: float | None
-    vector_score: float | None
+    vector_score: float | None = Field(description="The chunk's cosine similarity to the retrieval query.")
 
 
 class GenerationTimings(StageTimings):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from cluster.store.knowledge import SearchFilters
+from cluster.store.knowledge import SearchFilters, SearchMode
 from serve.schemas.common import RetrievalApplied, StageTimings, StrictRequest
 
 
@@ -31,6 +31,8 @@ class SearchRequest(StrictRequest):
     top_n: int | None = Field(None, ge=1, description="Hits returned after reranking (at most top_k). Default 5.")
     rerank: bool | None = Field(None, description="Rerank candidates with the cross-encoder (false: fused order). "
                                                   "Default: the profile's; the response says which and why.")
+    mode: SearchMode = Field("hybrid", description="hybrid: vector and BM25 rankings fused; vector or keyword: one "
+                                                   "side alone (what fusion is measured against).")
     filters: SearchFiltersIn | None = None
 
     @field_validator("query")
@@ -49,8 +51,8 @@ class SearchHit(BaseModel):
     text: str
     metadata: dict[str, Any]
     vector_score: float | None = Field(description="Cosine similarity, when the chunk was a vector top-k hit.")
-    keyword_score: float | None = Field(description="ts_rank_cd, when the chunk was a full-text top-k hit.")
-    fused_score: float = Field(description="Reciprocal-rank fusion of the two ranks.")
+    keyword_score: float | None = Field(description="BM25, when the chunk was a keyword top-k hit.")
+    fused_score: float = Field(description="Weighted reciprocal-rank fusion of the two ranks.")
     rerank_score: float | None = Field(description="Cross-encoder relevance in [0, 1]; null when rerank=false.")
 
 

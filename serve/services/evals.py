@@ -73,7 +73,8 @@ class EvalService:
             raise invalid(f"concurrency must be at most {self.limits.max_concurrency}, got {concurrency}",
                           param="concurrency")
         options = run_options(self.settings, routes, body.adapter, concurrency,
-                              body.max_tokens or RunOptions.max_tokens, body.judge, body.structured_output)
+                              body.max_tokens or RunOptions.max_tokens, body.judge, body.structured_output,
+                              body.search_mode)
         declared = replace(Declared(), **{k: v for k, v in (body.declared.model_dump() if body.declared else {})
                                           .items() if v is not None})
         run = await evals.create(

@@ -173,7 +173,7 @@ class GenerationService:
     # ----------------------------------------------------------------------------------------- retrieval
 
     def _relevant(self, hit: RankedHit) -> bool:
-        score = hit.rerank_score if self.retrieval.relevance == "rerank" else hit.candidate.vector_score
+        score = hit.rerank_score if self.retrieval.relevance == "rerank" else hit.candidate.similarity
         return score is not None and score >= self.retrieval.min_relevance
 
     def _within_budget(self, hits: list[RankedHit]) -> list[RankedHit]:
@@ -264,7 +264,7 @@ class GenerationService:
         c = hit.candidate
         return {"source_number": number, "document_id": str(c.document_id), "source": c.source, "title": c.title,
                 "chunk_ordinal": c.ordinal, "quote": quote or c.text, "chunk_text": c.text,
-                "rerank_score": hit.rerank_score, "vector_score": c.vector_score}
+                "rerank_score": hit.rerank_score, "vector_score": c.similarity}
 
 
 async def _single(text: str) -> AsyncIterator[str]:

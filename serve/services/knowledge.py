@@ -21,7 +21,7 @@ from cluster.ops.handles import EmbedderClient, RerankerClient
 from cluster.settings import SearchLimits, Settings
 from cluster.store import knowledge
 from cluster.store.db import LazyPool
-from cluster.store.knowledge import Candidate, SearchFilters, StoredDocument, UpsertResult
+from cluster.store.knowledge import Candidate, Fusion, SearchFilters, SearchMode, StoredDocument, UpsertResult
 from serve.schemas.documents import DocumentIn
 from serve.services.errors import ApiError, bounded, invalid, not_found
 
@@ -157,13 +157,19 @@ class KnowledgeService:
             self._rerank_default = rerank_decision(self.settings)
         return self._rerank_default.rerank, self._rerank_default.reason
 
-    async def search(self, query: str, top_k: int, top_n: int, rerank: bool, filters: SearchFilters) -> SearchOutcome:
+    def fusion(self, mode: SearchMode) -> Fusion:
+        """The profile's fusion (cluster/profiles.FusionSpec) for one search mode."""
+        return Fusion(mode=mode, **self.settings.profile_spec.retrieval.fusion.model_dump())
+
+    async def search(self, query: str, top_k: int, top_n: int, rerank: bool, filters: SearchFilters,
+                     mode: SearchMode = "hybrid") -> SearchOutcome:
         started = time.perf_counter()
-        vector = (await self.embedder.embed([query]))[0]
-        embed_ms = _ms(started)
+        # keyword-only search needs no embedding (the SQL still takes a vector parameter, unused)
+        vector = (await self.embedder.embed([query]))[0] if mode != "keyword" else self._no_vector()
+        embed_ms = _ms(started) if mode != "keyword" else 0.0
         t = time.perf_counter()
-        candidates = await knowledge.hybrid_search(await self.db.get(), vector, query, top_k,
-                                                   self.settings.search.rrf_k, filters)
+        candidates = await knowledge.hybrid_search(await self.db.get(), vector, query, top_k, self.fusion(mode),
+                                                   filters)
         search_ms = _ms(t)
         t = time.perf_counter()
         if rerank and candidates:
@@ -174,6 +180,9 @@ class KnowledgeService:
             hits = [RankedHit(c, None) for c in candidates[:top_n]]
         rerank_ms = _ms(t) if rerank else 0.0
         return SearchOutcome(hits, embed_ms, search_ms, rerank_ms, _ms(started))
+
+    def _no_vector(self) -> np.ndarray:
+        return np.zeros(self.settings.profile_spec.embedder.dim, dtype=np.float32)
 
     # ------------------------------------------------------------------------------ embeddings and rerank
 
