@@ -11,8 +11,9 @@ and size: what search changes are judged on (besides the demo's knowledge QA), s
     python -m bench.devsets manpages OUT_DIR [--documents 300] [--questions 60] [--seed 13]
     python -m bench.devsets pydoc OUT_DIR ...
 
-Writes OUT_DIR/corpus/*.txt and OUT_DIR/testset.jsonl (the eval's format; expected_sources are the corpus file
-names). Then: `ragtune ingest OUT_DIR/corpus` and `ragtune eval OUT_DIR/testset.jsonl --routes search`.
+Writes OUT_DIR/corpus/*.txt, OUT_DIR/testset.jsonl (the eval's format; expected_sources are the corpus file
+names) and OUT_DIR/rewriting.jsonl (cases that need query rewriting: follow-ups, two-part questions, acronyms;
+`rewriting_cases`). Then: `ragtune ingest OUT_DIR/corpus` and `ragtune eval OUT_DIR/testset.jsonl --routes search`.
 Deterministic for a given machine and seed; which pages exist depends on the machine, so the numbers recorded in
 docs/eval.md name it.
 """
@@ -25,6 +26,7 @@ import json
 import pydoc
 import random
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -191,6 +193,42 @@ def pydoc_pages(documents: int, questions: int, seed: int) -> tuple[list[Page], 
     return pages, cases
 
 
+FOLLOW_UPS = ("What arguments does it take?", "And what does it return?", "Is there an example of using it?",
+              "What errors can it raise?", "and its default behaviour?")
+
+
+def rewriting_cases(pages: list[Page], cases: list[dict], seed: int) -> list[dict]:
+    """Cases that need query rewriting, over the same corpus: follow-ups whose referent is in the previous
+    turn, two questions asked as one (both documents expected), and questions that use an acronym a document
+    defines (acronyms.py's glossary) while naming nothing else."""
+    from cluster.content.glossary import acronyms
+
+    rng = random.Random(seed)
+    answerable = [c for c in cases if c.get("expected_sources")]
+    out = []
+    for i, case in enumerate(answerable[:20]):
+        out.append({"id": f"{case['id']}-follow-up", "tags": ["follow-up"], "expected_sources": case["expected_sources"],
+                    "messages": [{"role": "user", "content": case["question"]},
+                                 {"role": "assistant", "content": str(case["expected"])},
+                                 {"role": "user", "content": FOLLOW_UPS[i % len(FOLLOW_UPS)]}]})
+    pairs = [(a, b) for a, b in zip(answerable[20::2], answerable[21::2])
+             if a["expected_sources"] != b["expected_sources"]][:20]
+    for a, b in pairs:
+        second = b["question"][0].lower() + b["question"][1:]
+        out.append({"id": f"{a['id']}+{b['id']}", "tags": ["multi-part"], "question":
+                    f"{a['question'].rstrip('?')}, and {second}",
+                    "expected_sources": sorted(set(a["expected_sources"] + b["expected_sources"]))})
+    defined: dict[str, set[str]] = {}
+    for page in pages:
+        for acronym, _ in acronyms(page.text):
+            defined.setdefault(acronym, set()).add(page.filename)
+    few = sorted(a for a, files in defined.items() if len(files) <= 2)
+    for acronym in rng.sample(few, min(20, len(few))):
+        out.append({"id": f"acronym-{acronym}", "tags": ["acronym"], "question": f"What is {acronym} and where is "
+                    "it used?", "expected_sources": sorted(defined[acronym])})
+    return out
+
+
 BUILDERS = {"manpages": manpages, "pydoc": pydoc_pages}
 
 
@@ -200,6 +238,8 @@ def write(out: Path, pages: list[Page], cases: list[dict]) -> None:
     for page in pages:
         (corpus / page.filename).write_text(page.text)
     (out / "testset.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
+    extra = rewriting_cases(pages, cases, 7)
+    (out / "rewriting.jsonl").write_text("".join(json.dumps(c) + "\n" for c in extra))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
     pages, cases = BUILDERS[args.set](args.documents, args.questions, args.seed)
+    shutil.rmtree(args.out / "corpus", ignore_errors=True)  # a stale corpus would mix two sets' documents
     write(args.out, pages, cases)
     kinds: dict[str, int] = {}
     for c in cases:

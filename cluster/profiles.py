@@ -151,6 +151,8 @@ class RetrievalSpec(_Frozen):
     min_relevance: float = 0.0
     max_context_tokens: PositiveInt = 1200
     fusion: FusionSpec = FusionSpec()
+    rewrite: bool = Field(True, description="Rewrite retrieval queries (conversation, decomposition, acronyms; "
+                                            "serve/services/rewriting.py) unless a request says otherwise.")
 
 
 class Sampling(_Frozen):

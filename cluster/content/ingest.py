@@ -13,6 +13,7 @@ import asyncpg
 import numpy as np
 
 from cluster.content.chunking import Chunk, Chunker
+from cluster.content.glossary import acronyms
 from cluster.content.parsing import (
     DocumentError, DocumentTooLarge, NewDocument, content_hash, decode_text, guess_content_type, parse_document,
 )
@@ -26,10 +27,11 @@ Embed = Callable[[Sequence[str]], Awaitable[np.ndarray]]
 
 
 class ChunkedDocument(NamedTuple):
-    """A validated, parsed and chunked document: ready to be embedded and written."""
+    """A validated, parsed and chunked document, with the acronyms it defines: ready to be embedded and written."""
 
     document: NewDocument
     chunks: list[Chunk]
+    glossary: list[tuple[str, str]] = []
 
 
 def build_document(chunker: Chunker, content: str, *, source: str | None = None, title: str | None = None,
@@ -46,7 +48,7 @@ def build_document(chunker: Chunker, content: str, *, source: str | None = None,
     digest = content_hash(content, kind, title, metadata)
     doc = NewDocument(source=source or f"inline:{digest[:16]}", title=parsed.title, content_type=kind,
                       content=content, content_hash=digest, metadata=metadata or {})
-    return ChunkedDocument(doc, chunks)
+    return ChunkedDocument(doc, chunks, acronyms(content))
 
 
 class Ingester:
@@ -90,6 +92,6 @@ class Ingester:
         vectors = await self.embed(texts) if texts else np.zeros((0, 0), dtype=np.float32)
         prepared, start = [], 0
         for d in changed:
-            prepared.append(PreparedDocument(d.document, d.chunks, vectors[start:start + len(d.chunks)]))
+            prepared.append(PreparedDocument(d.document, d.chunks, vectors[start:start + len(d.chunks)], d.glossary))
             start += len(d.chunks)
         return await knowledge.write_documents(pool, prepared, unchanged)

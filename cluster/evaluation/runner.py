@@ -22,11 +22,12 @@ from cluster.store.evals import Verdict
 
 ROUTES = ("rag", "finetuned", "hybrid", "plain", "search")
 ADAPTER_ROUTES = frozenset({"finetuned", "hybrid"})
+RETRIEVING = frozenset({"rag", "hybrid"})
 SEARCH_K = 5
 # The metric a route's quality is compared on, by the case's kind (unanswerable cases: correct_abstention).
 PRIMARY = {"qa": "token_f1", "json": "exact_fields", "exact": "exact"}
 PASS = 0.5  # an answer passes when its primary score reaches this (OpenAI's output items are pass / fail)
-STAGES = ("embed_ms", "search_ms", "rerank_ms", "ttft_ms", "generate_ms", "total_ms")
+STAGES = ("rewrite_ms", "embed_ms", "search_ms", "rerank_ms", "ttft_ms", "generate_ms", "total_ms")
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,12 @@ class RunOptions:
     judge_temperature: float = 0.7
     structured_output: bool = False  # json cases: send response_format with expected's schema (guided decoding)
     search_mode: str = "hybrid"  # the `search` route's: hybrid, or one side alone (vector, keyword)
+    rewrite: bool | None = None  # query rewriting on the retrieving routes; None: the profile's
 
 
 def run_options(settings: Any, routes: Sequence[str], adapter: str | None, concurrency: int, max_tokens: int,
-                judge: bool | None, structured_output: bool = False, search_mode: str = "hybrid") -> RunOptions:
+                judge: bool | None, structured_output: bool = False, search_mode: str = "hybrid",
+                rewrite: bool | None = None) -> RunOptions:
     """A run's options with the profile's defaults: the judge is on where the profile says so unless the run says
     otherwise (`search` sends no rerank: the endpoint reranks as the RAG route does)."""
     profile = settings.profile_spec
@@ -51,7 +54,7 @@ def run_options(settings: Any, routes: Sequence[str], adapter: str | None, concu
     return RunOptions(routes=tuple(routes), adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
                       judge_runs=profile.evaluation.judge_runs if judging else 0,
                       judge_temperature=profile.evaluation.judge_temperature, structured_output=structured_output,
-                      search_mode=search_mode)
+                      search_mode=search_mode, rewrite=rewrite)
 
 
 @dataclass
@@ -123,13 +126,17 @@ def run_case(client: RagtuneClient, case: Case, route: str, options: RunOptions,
     started = time.perf_counter()
     try:
         if route == "search":
+            history = [m["content"] for m in case.messages[:-1] if m["role"] == "user"]
             body = {"query": case.question, "top_n": SEARCH_K, "mode": options.search_mode,
-                    **({"rerank": options.rerank} if options.rerank is not None else {})}
+                    **({"history": history} if history else {}),
+                    **({"rerank": options.rerank} if options.rerank is not None else {}),
+                    **({"rewrite": options.rewrite} if options.rewrite is not None else {})}
             payload = client.request("POST", "/v1/search", json=body)
         else:
             model = options.adapter if route in ADAPTER_ROUTES else base
             body = {"model": model, "messages": list(case.messages), "route": route, "temperature": 0,
-                    "max_tokens": options.max_tokens}
+                    "max_tokens": options.max_tokens,
+                    **({"rewrite": options.rewrite} if options.rewrite is not None and route in RETRIEVING else {})}
             if options.structured_output and case.kind == "json" and isinstance(case.expected, dict):
                 body["response_format"] = {"type": "json_schema", "json_schema": {
                     "name": "expected", "schema": metrics.schema_of(case.expected), "strict": True}}

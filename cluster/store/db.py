@@ -109,6 +109,20 @@ def load_migrations(embedding_dim: int) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+async def _backfill_glossary(conn: asyncpg.Connection) -> None:
+    """Migration 005's data: the acronyms of documents written before it (mining them is Python, not SQL)."""
+    from cluster.content.glossary import acronyms
+
+    for doc_id in [r["id"] for r in await conn.fetch("SELECT id FROM documents")]:
+        pairs = acronyms(await conn.fetchval("SELECT content FROM documents WHERE id = $1", doc_id))
+        await conn.executemany("INSERT INTO glossary (document_id, acronym, expansion) VALUES ($1, $2, $3)",
+                               [(doc_id, a, e) for a, e in pairs])
+
+
+# Steps a migration's SQL cannot do, run in the same transaction right after it.
+DATA_STEPS = {5: _backfill_glossary}
+
+
 async def migrate(conn: asyncpg.Connection, embedding_dim: int, embedding_model: str) -> list[int]:
     """Apply pending migrations; refuse a database built for a different embedder."""
     applied_now: list[int] = []
@@ -126,6 +140,8 @@ async def migrate(conn: asyncpg.Connection, embedding_dim: int, embedding_model:
                 continue
             async with conn.transaction():
                 await conn.execute(migration.sql)
+                if migration.version in DATA_STEPS:
+                    await DATA_STEPS[migration.version](conn)
                 await conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                                    migration.version, migration.name, migration.checksum)
             applied_now.append(migration.version)

@@ -30,6 +30,7 @@ class PreparedDocument:
     document: NewDocument
     chunks: Sequence[Chunk]
     embeddings: np.ndarray
+    glossary: Sequence[tuple[str, str]] = ()  # (acronym, expansion) pairs it defines (cluster/content/glossary)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ async def write_documents(pool: asyncpg.Pool, prepared: Sequence[PreparedDocumen
                     "metadata = $6::jsonb, updated_at = now() WHERE id = $1",
                     doc_id, doc.title, doc.content_type, doc.content_hash, doc.content, json.dumps(doc.metadata))
                 await conn.execute("DELETE FROM chunks WHERE document_id = $1", doc_id)
+                await conn.execute("DELETE FROM glossary WHERE document_id = $1", doc_id)
             else:
                 status = "created"
                 doc_id = await conn.fetchval(
@@ -129,6 +131,8 @@ async def write_documents(pool: asyncpg.Pool, prepared: Sequence[PreparedDocumen
                     "chunks", columns=["document_id", "ordinal", "text", "token_count", "embedding"],
                     records=[(doc_id, c.ordinal, c.text, c.token_count, emb)
                              for c, emb in zip(item.chunks, item.embeddings)])
+                await conn.executemany("INSERT INTO glossary (document_id, acronym, expansion) VALUES ($1, $2, $3)",
+                                       [(doc_id, a, e) for a, e in dict.fromkeys(item.glossary)])
             stored = await get_by_source(conn, doc.source)
             assert stored is not None
             results[doc.source] = UpsertResult(status, stored)
@@ -171,6 +175,20 @@ async def counts(conn: asyncpg.Pool | asyncpg.Connection) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------------ search
+
+async def glossary_lookup(pool: asyncpg.Pool | asyncpg.Connection, acronyms: Sequence[str],
+                          text: str) -> dict[str, str]:
+    """acronym -> expansion for the given acronyms and for every stored expansion the text contains (so both
+    "PAM" and "pluggable authentication modules" find the pair); where documents disagree, the expansion most
+    documents give."""
+    rows = await pool.fetch(
+        """SELECT DISTINCT ON (acronym) acronym, expansion FROM (
+               SELECT acronym, lower(expansion) AS expansion, count(*) AS documents FROM glossary
+               WHERE acronym = ANY($1::text[]) OR strpos(lower($2), lower(expansion)) > 0
+               GROUP BY acronym, lower(expansion)) g
+           ORDER BY acronym, documents DESC, expansion""", list(acronyms), text)
+    return {r["acronym"]: r["expansion"] for r in rows}
+
 
 def _filter_sql(filters: SearchFilters, first_param: int) -> tuple[str, list[Any]]:
     clauses, params = [], []

@@ -26,19 +26,20 @@ async def search(body: SearchRequest, s: ServicesDep) -> SearchResponse:
     top_k, top_n = s.knowledge.bounds(body.top_k, body.top_n)
     rerank, reason = s.knowledge.rerank_choice(body.rerank)
     outcome = await s.knowledge.search(body.query, top_k, top_n, rerank, SearchFiltersIn.to_filters(body.filters),
-                                       body.mode)
-    observe("search", timings={"embed_ms": outcome.embed_ms, "search_ms": outcome.search_ms,
-                               "rerank_ms": outcome.rerank_ms})
+                                       body.mode, s.knowledge.rewrite_choice(body.rewrite), body.history or ())
+    observe("search", timings={"rewrite_ms": outcome.rewrite_ms, "embed_ms": outcome.embed_ms,
+                               "search_ms": outcome.search_ms, "rerank_ms": outcome.rerank_ms})
     hits = [SearchHit(
         document_id=h.candidate.document_id, source=h.candidate.source, title=h.candidate.title,
         chunk_ordinal=h.candidate.ordinal, text=h.candidate.text, metadata=h.candidate.metadata,
         vector_score=h.candidate.vector_score, keyword_score=h.candidate.keyword_score,
         fused_score=h.candidate.fused_score, rerank_score=h.rerank_score) for h in outcome.hits]
-    timings = StageTimings(embed_ms=outcome.embed_ms, search_ms=outcome.search_ms, rerank_ms=outcome.rerank_ms,
-                           total_ms=outcome.total_ms)
+    timings = StageTimings(rewrite_ms=outcome.rewrite_ms, embed_ms=outcome.embed_ms, search_ms=outcome.search_ms,
+                           rerank_ms=outcome.rerank_ms, total_ms=outcome.total_ms)
     return SearchResponse(query=body.query, hits=hits, timings=timings,
                           retrieval=RetrievalApplied(top_k=top_k, top_n=top_n, rerank=rerank, rerank_reason=reason,
-                                                     mode=body.mode))
+                                                     mode=body.mode, queries=list(outcome.queries),
+                                                     rewrites=list(outcome.rewrites)))
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingsResponse, tags=["models"])

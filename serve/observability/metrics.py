@@ -14,7 +14,7 @@ from typing import Mapping
 from ray.serve.metrics import Counter, Gauge, Histogram
 
 LATENCY_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
-STAGES = ("embed", "search", "rerank", "generate")
+STAGES = ("rewrite", "embed", "search", "rerank", "generate")
 
 
 class IngressMetrics:

@@ -20,6 +20,7 @@ class StrictRequest(BaseModel):
 class StageTimings(BaseModel):
     """Milliseconds per pipeline stage; generation adds its own (GenerationTimings)."""
 
+    rewrite_ms: float = 0.0
     embed_ms: float
     search_ms: float
     rerank_ms: float
@@ -35,6 +36,10 @@ class RetrievalApplied(BaseModel):
     rerank: bool
     rerank_reason: str = Field(description="`requested`, or the profile's reason.")
     mode: SearchMode = "hybrid"
+    queries: list[str] = Field(default_factory=list, description=(
+        "What was searched: the query as sent, or its rewrites (one per part of a multi-part question)."))
+    rewrites: list[str] = Field(default_factory=list, description=(
+        "The rewriting steps that changed the query: conversation, decomposition, acronyms."))
 
 
 class SamplingApplied(BaseModel):

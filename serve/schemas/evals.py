@@ -65,6 +65,8 @@ class EvalCreate(StrictRequest):
     structured_output: bool = Field(False, description=(
         "json cases: constrain answers with response_format (a JSON schema of expected's keys and types), to "
         "compare valid-JSON rates with and without guided decoding."))
+    rewrite: bool | None = Field(None, description=(
+        "Query rewriting on the retrieving routes (rag, hybrid, search). Default: the profile's."))
     search_mode: SearchMode = Field("hybrid", description=(
         "The search route's: hybrid, or vector or keyword alone (to measure fusion against its parts)."))
     metadata: dict[str, str] | None = Field(None, max_length=16)

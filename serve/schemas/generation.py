@@ -94,6 +94,8 @@ class _GenerationRequest(StrictRequest):
     top_n: int | None = Field(None, ge=1, description="Sources placed in the prompt (rag, hybrid). Default 4.")
     filters: SearchFiltersIn | None = None
     rerank: bool | None = Field(None, description="Rerank candidates with the cross-encoder. Default: profile's.")
+    rewrite: bool | None = Field(None, description="Rewrite the retrieval query (the conversation's earlier user "
+                                                   "turns, decomposition, acronyms). Default: the profile's.")
 
     def to_sampling_options(self, max_tokens: int | None, defaults: Sampling,
                             repetition_stop: RepetitionStop | None = None) -> SamplingOptions:
@@ -121,7 +123,7 @@ class _GenerationRequest(StrictRequest):
 
     def retrieves_nothing(self) -> bool:
         """No retrieval option was given (the routes that do not retrieve refuse them)."""
-        return not (self.top_k or self.top_n or self.filters or self.rerank is not None)
+        return not (self.top_k or self.top_n or self.filters or self.rerank is not None or self.rewrite is not None)
 
     @field_validator("stop")
     @classmethod

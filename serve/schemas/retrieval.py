@@ -31,6 +31,11 @@ class SearchRequest(StrictRequest):
     top_n: int | None = Field(None, ge=1, description="Hits returned after reranking (at most top_k). Default 5.")
     rerank: bool | None = Field(None, description="Rerank candidates with the cross-encoder (false: fused order). "
                                                   "Default: the profile's; the response says which and why.")
+    rewrite: bool | None = Field(None, description="Rewrite the query before searching (the conversation, "
+                                                   "decomposition, acronyms). Default: the profile's.")
+    history: list[str] | None = Field(None, max_length=64, description=(
+        "Earlier user turns of a conversation, oldest first: a follow-up query is searched with them, as the "
+        "chat routes do."))
     mode: SearchMode = Field("hybrid", description="hybrid: vector and BM25 rankings fused; vector or keyword: one "
                                                    "side alone (what fusion is measured against).")
     filters: SearchFiltersIn | None = None

@@ -36,6 +36,7 @@ class RetrievalOptions:
     rerank: bool
     filters: SearchFilters
     rerank_reason: str = "requested"
+    rewrite: bool = True
 
 
 @dataclass(frozen=True)
@@ -144,16 +145,16 @@ class GenerationService:
         return wanted
 
     def retrieval_options(self, top_k: int | None, top_n: int | None, rerank: bool | None,
-                          filters: SearchFilters) -> RetrievalOptions:
+                          filters: SearchFilters, rewrite: bool | None = None) -> RetrievalOptions:
         top_k, top_n = retrieval_bounds(self.settings.search, top_k, top_n, self.retrieval.top_k, self.retrieval.top_n)
         reranks, reason = self.knowledge.rerank_choice(rerank)
-        return RetrievalOptions(top_k, top_n, reranks, filters, reason)
+        return RetrievalOptions(top_k, top_n, reranks, filters, reason, self.knowledge.rewrite_choice(rewrite))
 
     def plan(self, body: ChatCompletionRequest | CompletionRequest, adapter: AdapterRef | None, route: Route,
              request_id: str | None) -> Plan:
         """Everything the request asks for, checked: sampling, retrieval options, the conversation."""
         if route in ("finetuned", "plain") and not body.retrieves_nothing():
-            raise invalid(f"route {route!r} does not retrieve: drop top_k, top_n, filters and rerank", param="route")
+            raise invalid(f"route {route!r} does not retrieve: drop top_k, top_n, filters, rerank and rewrite", param="route")
         defaults = self.settings.profile_spec.sampling
         sampling = body.to_sampling_options(self.max_tokens(body.token_limit()), getattr(defaults, route),
                                             defaults.repetition_stop)
@@ -161,7 +162,7 @@ class GenerationService:
         retrieval = None
         if route in ("rag", "hybrid"):
             retrieval = self.retrieval_options(body.top_k, body.top_n, body.rerank,
-                                               SearchFiltersIn.to_filters(body.filters))
+                                               SearchFiltersIn.to_filters(body.filters), body.rewrite)
         chat = isinstance(body, ChatCompletionRequest)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages] if chat else None
         question = messages[-1]["content"] if messages else body.text()  # type: ignore[union-attr]
@@ -191,19 +192,23 @@ class GenerationService:
     async def answer(self, plan: Plan) -> Answer:
         """Retrieval and the LLM's first event happen here, so errors surface before any response starts."""
         started = time.perf_counter()
-        timings: dict[str, float | None] = {"embed_ms": 0.0, "search_ms": 0.0, "rerank_ms": 0.0}
-        messages, sources = plan.messages, {}
+        timings: dict[str, float | None] = {"rewrite_ms": 0.0, "embed_ms": 0.0, "search_ms": 0.0, "rerank_ms": 0.0}
+        messages, sources, applied = plan.messages, {}, plan.applied()
         if plan.retrieval is not None:
             question = messages[-1]["content"] if messages else (plan.prompt or "")
+            history = [m["content"] for m in (messages or [])[:-1] if m["role"] == "user"]
             r = plan.retrieval
-            outcome = await self.knowledge.search(question, r.top_k, r.top_n, r.rerank, r.filters)
-            timings.update(embed_ms=outcome.embed_ms, search_ms=outcome.search_ms, rerank_ms=outcome.rerank_ms)
+            outcome = await self.knowledge.search(question, r.top_k, r.top_n, r.rerank, r.filters,
+                                                  rewrite=r.rewrite, history=history)
+            timings.update(rewrite_ms=outcome.rewrite_ms, embed_ms=outcome.embed_ms, search_ms=outcome.search_ms,
+                           rerank_ms=outcome.rerank_ms)
+            applied["retrieval"].update(queries=list(outcome.queries), rewrites=list(outcome.rewrites))
             hits = self._within_budget([h for h in outcome.hits if self._relevant(h)])
             sources = {i: h for i, h in enumerate(hits, start=1)}
             if not sources and plan.route == "rag" and not plan.structured:  # a JSON answer is asked for: no shortcut
                 timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
                 return Answer(plan.route, _single(prompts.NOT_FOUND), finish_reason="stop", timings=timings,
-                              applied=plan.applied())
+                              applied=applied)
             conversation = messages or [{"role": "user", "content": plan.prompt or ""}]
             if sources:
                 blocks = [prompts.source_block(n, h.candidate.title, h.candidate.text) for n, h in sources.items()]
@@ -230,7 +235,7 @@ class GenerationService:
             raise ApiError(first.status, first.message, param=first.param, code=first.code)
         assert isinstance(first, Started)
         answer = Answer(plan.route, _single(""), prompt_tokens=first.prompt_tokens, sources=sources, timings=timings,
-                        applied=plan.applied(), structured=plan.structured)
+                        applied=applied, structured=plan.structured)
         answer.pieces = self._stream(answer, events, started, t_generate)
         return answer
 

@@ -8,7 +8,7 @@ import asyncio
 import base64
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,7 +23,9 @@ from cluster.store import knowledge
 from cluster.store.db import LazyPool
 from cluster.store.knowledge import Candidate, Fusion, SearchFilters, SearchMode, StoredDocument, UpsertResult
 from serve.schemas.documents import DocumentIn
+from serve.services import rewriting
 from serve.services.errors import ApiError, bounded, invalid, not_found
+from serve.services.rewriting import Rewritten
 
 TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-rst", "text/html"})
 
@@ -41,6 +43,9 @@ class SearchOutcome:
     search_ms: float
     rerank_ms: float
     total_ms: float
+    queries: tuple[str, ...] = ()  # what was searched (the query, or its rewrites)
+    rewrites: tuple[str, ...] = ()  # the rewriting steps that changed it
+    rewrite_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,24 @@ def retrieval_bounds(limits: SearchLimits, top_k: int | None, top_n: int | None,
     if top_n > top_k:
         raise invalid(f"top_n ({top_n}) must not exceed top_k ({top_k})", param="top_n")
     return top_k, top_n
+
+
+def fuse_rankings(rankings: Sequence[Sequence[Candidate]], fusion: Fusion, top_k: int) -> list[Candidate]:
+    """One ranking from several (a decomposed question's parts): reciprocal-rank fusion with the profile's
+    constant, then the same per-document cap the SQL applies to each, cut to top_k."""
+    scores: dict[int, float] = {}
+    first: dict[int, Candidate] = {}
+    for ranking in rankings:
+        for rank, c in enumerate(ranking, start=1):
+            scores[c.chunk_id] = scores.get(c.chunk_id, 0.0) + 1.0 / (fusion.rrf_k + rank)
+            first.setdefault(c.chunk_id, c)
+    ordered = sorted(first.values(), key=lambda c: (-scores[c.chunk_id], c.chunk_id))
+    seen: dict[Any, int] = {}
+    placed = []
+    for c in ordered:
+        seen[c.document_id] = seen.get(c.document_id, 0) + 1
+        placed.append((fusion.max_per_document > 0 and seen[c.document_id] > fusion.max_per_document, c))
+    return [replace(c, fused_score=scores[c.chunk_id]) for over, c in sorted(placed, key=lambda p: p[0])][:top_k]
 
 
 def check_query(text: str, limits: SearchLimits, param: str) -> None:
@@ -161,25 +184,43 @@ class KnowledgeService:
         """The profile's fusion (cluster/profiles.FusionSpec) for one search mode."""
         return Fusion(mode=mode, **self.settings.profile_spec.retrieval.fusion.model_dump())
 
+    def rewrite_choice(self, requested: bool | None) -> bool:
+        return self.settings.profile_spec.retrieval.rewrite if requested is None else requested
+
+    async def rewrite(self, user_turns: Sequence[str]) -> Rewritten:
+        pool = await self.db.get()
+        return await rewriting.rewrite(user_turns, lambda acronyms, text: knowledge.glossary_lookup(
+            pool, acronyms, text), self.settings.search.max_query_chars)
+
     async def search(self, query: str, top_k: int, top_n: int, rerank: bool, filters: SearchFilters,
-                     mode: SearchMode = "hybrid") -> SearchOutcome:
+                     mode: SearchMode = "hybrid", rewrite: bool = False,
+                     history: Sequence[str] = ()) -> SearchOutcome:
+        """Rewrite (with the user's earlier turns, `history`), embed every query in one call, search each, fuse
+        the rankings of a decomposed question's parts, rerank against the whole question."""
         started = time.perf_counter()
-        # keyword-only search needs no embedding (the SQL still takes a vector parameter, unused)
-        vector = (await self.embedder.embed([query]))[0] if mode != "keyword" else self._no_vector()
-        embed_ms = _ms(started) if mode != "keyword" else 0.0
+        rewritten = await self.rewrite([*history, query]) if rewrite else Rewritten((query,))
+        rewrite_ms = _ms(started) if rewrite else 0.0
         t = time.perf_counter()
-        candidates = await knowledge.hybrid_search(await self.db.get(), vector, query, top_k, self.fusion(mode),
-                                                   filters)
+        queries = list(rewritten.queries)
+        # keyword-only search needs no embedding (the SQL still takes a vector parameter, unused)
+        vectors = await self.embedder.embed(queries) if mode != "keyword" else [self._no_vector()] * len(queries)
+        embed_ms = _ms(t) if mode != "keyword" else 0.0
+        t = time.perf_counter()
+        pool, fusion = await self.db.get(), self.fusion(mode)
+        rankings = await asyncio.gather(*(knowledge.hybrid_search(pool, v, q, top_k, fusion, filters)
+                                          for q, v in zip(queries, vectors)))
+        candidates = rankings[0] if len(rankings) == 1 else fuse_rankings(rankings, fusion, top_k)
         search_ms = _ms(t)
         t = time.perf_counter()
         if rerank and candidates:
-            scores = await self.reranker.score(query, [c.text for c in candidates])
+            scores = await self.reranker.score(" ".join(queries), [c.text for c in candidates])
             order = np.argsort(-scores, kind="stable")[:top_n]
             hits = [RankedHit(candidates[i], float(scores[i])) for i in order]
         else:
             hits = [RankedHit(c, None) for c in candidates[:top_n]]
         rerank_ms = _ms(t) if rerank else 0.0
-        return SearchOutcome(hits, embed_ms, search_ms, rerank_ms, _ms(started))
+        return SearchOutcome(hits, embed_ms, search_ms, rerank_ms, _ms(started), rewritten.queries,
+                             rewritten.rewrites, rewrite_ms)
 
     def _no_vector(self) -> np.ndarray:
         return np.zeros(self.settings.profile_spec.embedder.dim, dtype=np.float32)

@@ -28,7 +28,8 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def _chat(client: OpenAI, model: str, messages: list[dict[str, str]] = QUESTION, **extra: Any) -> Any:
-    body = {k: extra.pop(k) for k in ("route", "top_k", "top_n", "filters", "rerank") if k in extra}
+    body = {k: extra.pop(k) for k in ("route", "top_k", "top_n", "filters", "rerank", "rewrite")
+            if k in extra}
     return client.chat.completions.create(model=model, messages=messages, temperature=0,  # type: ignore[arg-type]
                                           max_tokens=extra.pop("max_tokens", 16), extra_body=body or None, **extra)
 
@@ -172,7 +173,8 @@ def test_sampling_and_retrieval_defaults_come_from_the_route_and_the_response_sa
     spec = live.profile_spec.retrieval
     decision = rerank_decision(live)
     assert rag.model_extra["retrieval"] == {"top_k": spec.top_k, "top_n": spec.top_n, "rerank": decision.rerank,
-                                            "rerank_reason": decision.reason}
+                                            "rerank_reason": decision.reason, "mode": "hybrid",
+                                            "queries": ["What is HTTPX?"], "rewrites": []}
     hybrid = client.chat.completions.create(model=adapters[0], messages=question, max_tokens=8,  # type: ignore[arg-type]
                                             top_p=0.9, extra_body={"route": "hybrid", "rerank": True})
     assert hybrid.model_extra["sampling"] == {"temperature": 0.0, "top_p": 0.9, "repetition_stop": True,
@@ -184,6 +186,23 @@ def test_sampling_and_retrieval_defaults_come_from_the_route_and_the_response_sa
     assert plain.model_extra["sampling"]["temperature"] == 1.3 and plain.model_extra["retrieval"] is None
     _, final = _stream_chat(client, base, question, max_tokens=8)  # the streamed answer says the same at its end
     assert final.model_extra["sampling"]["temperature"] == 0 and final.model_extra["retrieval"]["top_k"] == spec.top_k
+
+
+def test_a_follow_up_retrieves_with_the_conversation(client: OpenAI, base: str, seeded: dict[str, str]) -> None:
+    conversation = [{"role": "user", "content": "What does the pgvector package do?"},
+                    {"role": "assistant", "content": "It adds vector similarity search to Postgres."},
+                    {"role": "user", "content": "and how do I install it?"}]
+    r = _chat(client, base, conversation, max_tokens=8)
+    retrieval = r.model_extra["retrieval"]
+    assert retrieval["rewrites"] == ["conversation"]
+    assert retrieval["queries"] == ["What does the pgvector package do? and how do I install it?"]
+    assert r.model_extra["timings"]["rewrite_ms"] > 0
+    assert {c["source"] for c in r.model_extra["citations"]} <= {"pkg/pgvector.md"}
+    off = _chat(client, base, conversation, max_tokens=8, rewrite=False)
+    assert off.model_extra["retrieval"]["queries"] == ["and how do I install it?"]
+    assert off.model_extra["retrieval"]["rewrites"] == [] and off.model_extra["timings"]["rewrite_ms"] == 0
+    with pytest.raises(openai.BadRequestError, match="rewrite"):  # a route that retrieves nothing refuses it
+        _chat(client, base, conversation, max_tokens=8, route="plain", rewrite=True)
 
 
 def test_rag_filters_limit_the_sources(client: OpenAI, base: str, seeded: dict[str, str]) -> None:

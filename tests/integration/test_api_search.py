@@ -42,7 +42,9 @@ def test_hybrid_retrieval_finds_the_right_document(api: httpx.Client, seeded: di
 def test_reranked_search_scores_and_times_every_stage(api: httpx.Client, seeded: dict[str, str]) -> None:
     body = api.post("/v1/search", json={"query": "How do I create an HNSW index in Postgres?", "top_k": 20,
                                         "top_n": 5, "rerank": True}).json()
-    assert body["retrieval"] == {"top_k": 20, "top_n": 5, "rerank": True, "rerank_reason": "requested"}
+    assert body["retrieval"] == {"top_k": 20, "top_n": 5, "rerank": True, "rerank_reason": "requested",
+                                 "mode": "hybrid", "queries": ["How do I create an HNSW index in Postgres?"],
+                                 "rewrites": []}
     hits = body["hits"]
     assert len(hits) == 5 and "pkg/pgvector.md" in {h["source"] for h in hits}
     scores = [h["rerank_score"] for h in hits]
@@ -58,9 +60,48 @@ def test_search_defaults_come_from_the_profile_and_the_response_says_why(api: ht
     spec = live.profile_spec.retrieval  # cpu-dev: the RAG route's candidates; rerank only if it measured better
     decision = rerank_decision(live)
     assert body["retrieval"] == {"top_k": spec.top_k, "top_n": live.search.default_top_n, "rerank": False,
-                                 "rerank_reason": decision.reason}
+                                 "rerank_reason": decision.reason, "mode": "hybrid",
+                                 "queries": ["How do I create an HNSW index in Postgres?"], "rewrites": []}
     assert spec.rerank == "if_better" and "did not beat the embedder's" in decision.reason
     assert all(h["rerank_score"] is None for h in body["hits"]) and body["timings"]["rerank_ms"] == 0
+
+
+def test_search_modes_run_one_side_alone(api: httpx.Client, seeded: dict[str, str]) -> None:
+    query = {"query": "build a command line application with type hints", "top_n": 10, "rerank": False}
+    keyword = api.post("/v1/search", json=query | {"mode": "keyword"}).json()
+    vector = api.post("/v1/search", json=query | {"mode": "vector"}).json()
+    hybrid = api.post("/v1/search", json=query).json()
+    assert keyword["retrieval"]["mode"] == "keyword" and keyword["timings"]["embed_ms"] == 0
+    assert keyword["hits"] and all(h["vector_score"] is None and h["keyword_score"] > 0 for h in keyword["hits"])
+    assert vector["hits"] and all(h["keyword_score"] is None and h["vector_score"] is not None for h in vector["hits"])
+    both = [h for h in hybrid["hits"] if h["vector_score"] is not None and h["keyword_score"] is not None]
+    assert both, "the fused list has chunks both sides found"
+    assert hybrid["hits"][0]["source"] == "pkg/typer.md"
+    assert api_error(api.post("/v1/search", json=query | {"mode": "bm25"}), 400)["param"] == "mode"
+
+
+def test_search_rewrites_multi_part_questions_and_acronyms(api: httpx.Client, seeded: dict[str, str]) -> None:
+    question = ("How do I create an HNSW index on a vector column in Postgres, and how do I build a command line "
+                "application with type hints?")
+    body = api.post("/v1/search", json={"query": question, "rerank": False}).json()
+    assert body["retrieval"]["rewrites"] == ["decomposition"] and len(body["retrieval"]["queries"]) == 2
+    top = [h["source"] for h in body["hits"]]
+    assert {"pkg/pgvector.md", "pkg/typer.md"} <= set(top), top
+    assert body["timings"]["rewrite_ms"] > 0
+    alone = api.post("/v1/search", json={"query": question, "rerank": False, "rewrite": False}).json()
+    assert alone["retrieval"]["queries"] == [question] and alone["retrieval"]["rewrites"] == []
+    assert alone["timings"]["rewrite_ms"] == 0
+    # PEFT is defined in the peft document ("Parameter-Efficient Fine-Tuning (PEFT)"): the query gets the words
+    peft = api.post("/v1/search", json={"query": "What is PEFT good for?", "rerank": False}).json()
+    assert peft["retrieval"]["rewrites"] == ["acronyms"]
+    assert peft["retrieval"]["queries"] == ["What is PEFT good for? (parameter-efficient fine-tuning)"]
+    assert peft["hits"][0]["source"] == "pkg/peft.md"
+    # a follow-up with the conversation's earlier user turns
+    follow = api.post("/v1/search", json={"query": "and how do I install it?", "rerank": False,
+                                          "history": ["What is the typer package?"]}).json()
+    assert follow["retrieval"]["rewrites"] == ["conversation"]
+    assert follow["retrieval"]["queries"] == ["What is the typer package? and how do I install it?"]
+    assert follow["hits"][0]["source"] == "pkg/typer.md"
 
 
 def test_hit_points_to_a_real_chunk(api: httpx.Client, seeded: dict[str, str]) -> None:
@@ -69,12 +110,20 @@ def test_hit_points_to_a_real_chunk(api: httpx.Client, seeded: dict[str, str]) -
     assert doc["chunks"][hit["chunk_ordinal"]]["text"] == hit["text"]
 
 
-def test_reranking_reorders_fused_candidates(api: httpx.Client, seeded: dict[str, str]) -> None:
+def test_reranking_reorders_fused_candidates(api: httpx.Client, live, seeded: dict[str, str]) -> None:  # noqa: ANN001
     query = {"query": "retry failed HTTP requests with a timeout", "top_k": 20}
     fused = api.post("/v1/search", json=query | {"top_n": 20, "rerank": False}).json()["hits"]
     reranked = api.post("/v1/search", json=query | {"top_n": 20, "rerank": True}).json()["hits"]
     assert all(h["rerank_score"] is None for h in fused)
-    assert [h["fused_score"] for h in fused] == sorted((h["fused_score"] for h in fused), reverse=True)
+    # fused order: by fused score, except that a document's chunks beyond the profile's cap wait behind the rest
+    cap, seen, over = live.profile_spec.retrieval.fusion.max_per_document, {}, []
+    for h in fused:
+        seen[h["source"]] = seen.get(h["source"], 0) + 1
+        over.append(seen[h["source"]] > cap)
+    assert over == sorted(over) and any(over), "some document had more chunks than the cap"
+    for group in (False, True):
+        scores = [h["fused_score"] for h, o in zip(fused, over) if o is group]
+        assert scores == sorted(scores, reverse=True)
     key = lambda h: (h["document_id"], h["chunk_ordinal"])  # noqa: E731
     assert {key(h) for h in fused} == {key(h) for h in reranked}  # same candidates, reranked
     assert [key(h) for h in fused] != [key(h) for h in reranked]

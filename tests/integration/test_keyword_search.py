@@ -1,6 +1,7 @@
-"""The keyword side and the fusion of hybrid search, in a private embedded Postgres (no cluster): BM25 scores
-equal a textbook BM25 computed here over the same terms, the corpus statistics follow every write, identifiers
-match exactly, and the fused ranking finds what each side alone misses."""
+"""The keyword side and the fusion of hybrid search, and the glossary query rewriting reads, in a private
+embedded Postgres (no cluster): BM25 scores equal a textbook BM25 computed here over the same terms, the corpus
+statistics follow every write, identifiers match exactly, the fused ranking finds what each side alone misses,
+and a document's acronyms live and die with it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from cluster.content.chunking import Chunk
+from cluster.content.glossary import acronyms
 from cluster.content.parsing import NewDocument
 from cluster.store import db, knowledge
 from cluster.store.knowledge import Fusion, PreparedDocument, SearchFilters
@@ -176,20 +178,22 @@ async def test_fusion_finds_what_each_side_misses_and_caps_chunks_per_document(p
 
 
 async def test_migration_indexes_chunks_written_before_it(tmp_path: Path) -> None:
-    """A knowledge base from before migration 004: its chunks are indexed by the migration itself."""
+    """A knowledge base from before migrations 004 and 005: its chunks are indexed and its documents' acronyms
+    mined by the migrations themselves."""
     pgdata = Path(tempfile.mkdtemp(prefix="kwm-", dir="/tmp")) / "pg"
     url = db.start_embedded(pgdata)
     try:
         conn = await asyncpg.connect(url)
         try:
-            older = [m for m in db.load_migrations(DIM) if m.version < 4]
+            older = [m for m in db.load_migrations(DIM) if m.version < 4]  # before BM25 and the glossary
             await conn.execute("CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
                                "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
             for m in older:
                 await conn.execute(m.sql)
                 await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2, $3)", m.version, m.name, m.checksum)
             doc = await conn.fetchval("INSERT INTO documents (source, title, content_type, content_hash, content) "
-                                      "VALUES ('old.txt', 'old', 'text/plain', 'h', 'x') RETURNING id")
+                                      "VALUES ('old.txt', 'old', 'text/plain', 'h', "
+                                      "'The Least Recently Used (LRU) cache: lru_cache.') RETURNING id")
             await conn.execute("INSERT INTO chunks (document_id, ordinal, text, token_count, embedding) "
                                "VALUES ($1, 0, 'The lru_cache decorator.', 4, $2::text::vector)",
                                doc, str(_unit(0).tolist()))
@@ -200,7 +204,41 @@ async def test_migration_indexes_chunks_written_before_it(tmp_path: Path) -> Non
             hits = await knowledge.hybrid_search(pool, _unit(0), "lru_cache", 5, Fusion(mode="keyword"))
             assert [h.source for h in hits] == ["old.txt"] and hits[0].keyword_score > 0
             assert await pool.fetchval("SELECT chunks FROM term_stats") == 1
+            # migration 005's data step mined the acronyms of the document written before it
+            assert await knowledge.glossary_lookup(pool, ["LRU"], "LRU") == {"LRU": "least recently used"}
         finally:
             await pool.close()
     finally:
         db.stop_embedded(pgdata)
+
+
+async def test_glossary_is_written_replaced_and_deleted_with_its_document(pool: asyncpg.Pool) -> None:
+    await _clear(pool)
+
+    async def put(content: str) -> None:
+        doc = NewDocument(source="auth.txt", title="auth", content_type="text/plain", content=content,
+                          content_hash=uuid.uuid4().hex)
+        await knowledge.write_documents(pool, [PreparedDocument(doc, [Chunk(0, content, 5)], np.stack([_unit(0)]),
+                                                                acronyms(content))])
+
+    await put("Logins use Pluggable Authentication Modules (PAM) over Transport Layer Security (TLS).")
+    assert await knowledge.glossary_lookup(pool, ["PAM"], "How is PAM set up?") == {
+        "PAM": "pluggable authentication modules"}
+    # the long form in a query finds its acronym too
+    assert await knowledge.glossary_lookup(pool, [], "enable transport layer security") == {
+        "TLS": "transport layer security"}
+    await put("Only the Network File System (NFS) here.")  # an update replaces the document's glossary
+    assert await knowledge.glossary_lookup(pool, ["PAM", "NFS"], "PAM NFS") == {"NFS": "network file system"}
+    await pool.execute("DELETE FROM documents")
+    assert await pool.fetchval("SELECT count(*) FROM glossary") == 0
+
+
+async def test_where_documents_disagree_the_commoner_expansion_wins(pool: asyncpg.Pool) -> None:
+    await _clear(pool)
+    for i, text in enumerate(["Pluggable Authentication Modules (PAM)", "Pluggable Authentication Modules (PAM)",
+                              "Page Allocation Map (PAM)"]):
+        doc = NewDocument(source=f"{i}.txt", title="t", content_type="text/plain", content=text,
+                          content_hash=uuid.uuid4().hex)
+        await knowledge.write_documents(pool, [PreparedDocument(doc, [Chunk(0, text, 3)], np.stack([_unit(0)]),
+                                                                acronyms(text))])
+    assert await knowledge.glossary_lookup(pool, ["PAM"], "PAM") == {"PAM": "pluggable authentication modules"}

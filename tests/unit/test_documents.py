@@ -43,7 +43,7 @@ def test_rst_and_html_headings() -> None:
 
 def test_chunks_respect_the_token_budget_and_overlap(chunker: Chunker) -> None:
     paragraphs = [f"Paragraph {i} talks about topic number {i} with several extra words for length." for i in range(30)]
-    doc, chunks = build_document(chunker, "# Long\n\n" + "\n\n".join(paragraphs), source="long.md")
+    doc, chunks, _ = build_document(chunker, "# Long\n\n" + "\n\n".join(paragraphs), source="long.md")
     assert len(chunks) > 3
     assert all(c.token_count <= 60 for c in chunks)
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
@@ -56,7 +56,7 @@ def test_chunks_respect_the_token_budget_and_overlap(chunker: Chunker) -> None:
 
 def test_an_over_long_paragraph_is_cut_into_overlapping_windows(chunker: Chunker) -> None:
     words = " ".join(f"w{i}" for i in range(400))
-    _, chunks = build_document(chunker, words, source="words.txt", content_type="text/plain")
+    _, chunks, _ = build_document(chunker, words, source="words.txt", content_type="text/plain")
     assert len(chunks) > 2
     assert all(c.token_count <= 62 for c in chunks)
     first, second = chunks[0].text.split(), chunks[1].text.split()
@@ -64,7 +64,7 @@ def test_an_over_long_paragraph_is_cut_into_overlapping_windows(chunker: Chunker
 
 
 def test_small_sections_are_packed_together(chunker: Chunker) -> None:
-    _, chunks = build_document(chunker, "# A\n\none\n\n# B\n\ntwo\n\n# C\n\nthree", source="s.md")
+    _, chunks, _ = build_document(chunker, "# A\n\none\n\n# B\n\ntwo\n\n# C\n\nthree", source="s.md")
     assert len(chunks) == 1 and chunks[0].text == "A\n\none\n\nB\n\ntwo\n\nC\n\nthree"
 
 
@@ -96,8 +96,8 @@ def test_content_hash_covers_what_was_submitted() -> None:
 
 
 def test_default_source_is_derived_from_content(chunker: Chunker) -> None:
-    a, _ = build_document(chunker, "same text")
-    b, _ = build_document(chunker, "same text")
+    a, _, _ = build_document(chunker, "same text")
+    b, _, _ = build_document(chunker, "same text")
     assert a.source == b.source and a.source.startswith("inline:")
 
 
