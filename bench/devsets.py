@@ -119,14 +119,15 @@ def manpages(documents: int, questions: int, seed: int) -> tuple[list[Page], lis
                 text = _lower_first(description)
                 cases.append({"id": f"{page.name}-which", "question": f"Which command can I use to {text}?",
                               "expected": page.name, "expected_sources": [page.filename],
-                              "tags": ["which-command", "meaning"]})
+                              "key_terms": [page.name], "tags": ["which-command", "meaning"]})
                 break
             options = [o for o in _options(page.text) if len(o[0]) > 2]
             if kind == "option" and options:
                 option, what = rng.choice(options)
                 cases.append({"id": f"{page.name}-{option.strip('-')}",
                               "question": f"What does the {option} option of {page.name} do?",
-                              "expected": what, "expected_sources": [page.filename], "tags": ["option", "identifier"]})
+                              "expected": what, "expected_sources": [page.filename], "key_terms": [option],
+                              "tags": ["option", "identifier"]})
                 break
         if len(cases) >= questions:
             break
@@ -181,13 +182,14 @@ def pydoc_pages(documents: int, questions: int, seed: int) -> tuple[list[Page], 
         used.add(module)
         if i % 2:
             cases.append({"id": f"{module}.{fname}", "question": f"What does {module}.{fname} do?", "expected": summary,
-                          "expected_sources": [f"{module}.txt"], "tags": ["function", "identifier"]})
+                          "expected_sources": [f"{module}.txt"], "key_terms": [fname],
+                          "tags": ["function", "identifier"]})
         else:
             text = _lower_first(summary)
             cases.append({"id": f"{module}.{fname}-which",
                           "question": f"Which function in the Python standard library does this: {text}?",
                           "expected": f"{module}.{fname}", "expected_sources": [f"{module}.txt"],
-                          "tags": ["which-function", "meaning"]})
+                          "key_terms": [fname], "tags": ["which-function", "meaning"]})
         if len(cases) >= questions:
             break
     return pages, cases

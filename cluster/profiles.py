@@ -259,6 +259,10 @@ class Profile(_Frozen):
     ingress: Placement = Placement()
     costs: CostSpec
     evaluation: EvalSpec = EvalSpec()
+    answer_adapter: str | None = Field(None, description=(
+        "The RAG route's answer behaviour: a LoRA adapter (a models-cache reference) the base model answers "
+        "with when sources are in the prompt. cpu-dev: the grounded-answering adapter built by `models prepare` "
+        "(SmolLM2-135M does not cite from the instruction alone); gpu: none, the 7B model follows it."))
 
     @model_validator(mode="after")
     def _chunks_fit_embedder(self) -> "Profile":
@@ -311,6 +315,8 @@ PROFILES: dict[ProfileName, Profile] = {
         # today: see `ragtune models list`); the relevance threshold is on the vector score either way.
         retrieval=RetrievalSpec(top_k=20, top_n=4, rerank="if_better", relevance="vector", min_relevance=0.25,
                                 max_context_tokens=1200),
+        # The base model answers RAG questions through this adapter (cluster/models/grounded_adapter.py).
+        answer_adapter="local:grounded-answering",
         ingress=Placement(num_cpus=0.1, max_ongoing_requests=64, autoscaling=_CPU_SCALING),
         # A small model's API-equivalent prices; a 2-vCPU cloud instance; an embedded database; CPU training.
         costs=CostSpec(api_input_per_mtok=0.02, api_output_per_mtok=0.05, compute_hour=0.10, vector_db_month=0.0,

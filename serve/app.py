@@ -10,6 +10,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from cluster.models import grounded_adapter
 from cluster.profiles import Autoscaling, Placement
 from cluster.settings import Settings
 from serve.api.ingress import Ingress
@@ -48,6 +49,7 @@ def build(args: dict[str, Any] | None = None) -> Application:
     settings fields."""
     settings = Settings(**(args or {}))
     profile = settings.profile_spec
+    grounded_adapter.publish(settings)  # the RAG route's answer adapter, where the profile has one
     embedder = serve.deployment(Embedder).options(**deployment_options("Embedder", profile.embedder.placement))
     reranker = serve.deployment(Reranker).options(**deployment_options("Reranker", profile.reranker.placement))
     llm = serve.deployment(LLMServer).options(**deployment_options("LLMServer", settings.llm_spec.placement))

@@ -445,6 +445,9 @@ def evaluate(
                                                   "alone, to measure fusion against it).")] = "hybrid",
     rewrite: Annotated[Optional[bool], typer.Option(help="Query rewriting on the retrieving routes (default: the "
                                                          "profile's, on).")] = None,
+    grounded: Annotated[Optional[bool], typer.Option(help="The rag route through the profile's grounded-answering "
+                                                          "adapter (default: the profile's; on for cpu-dev).")]
+    = None,
 ) -> None:
     """Run a test set through every route on the running cluster, measure quality, grounding, latency, tokens and
     monthly cost per route, and recommend one (the article's rules)."""
@@ -466,7 +469,7 @@ def evaluate(
                        max_tokens=max_tokens, volume=volume,
                        out_dir=out or s.state_dir / "evals" / time.strftime("%Y%m%d-%H%M%S"), judge=judge,
                        structured_output=structured_output, search_mode=search_mode, rewrite=rewrite,
-                       quiet=as_json)
+                       grounded=grounded, quiet=as_json)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "disagreements"}, indent=2, default=str))
     misses = _below(summary, floors)
@@ -477,7 +480,7 @@ def evaluate(
 def run_eval(s, data: bytes, name: str, routes: tuple[str, ...] | None, adapter: str | None, declared, *,  # noqa: ANN001
              concurrency: int, max_tokens: int, volume: float, out_dir: Path, judge: bool | None = None,
              structured_output: bool = False, search_mode: str = "hybrid", rewrite: bool | None = None,
-             quiet: bool = False) -> dict:
+             grounded: bool | None = None, quiet: bool = False) -> dict:
     """Parse here (line numbers before anything is sent), run on the cluster, write the report; the summary.
     A refused set fails the command (exit 2); a refused submission or a run that did not complete raises
     ClientError (the CLI's main prints it)."""
@@ -490,7 +493,7 @@ def run_eval(s, data: bytes, name: str, routes: tuple[str, ...] | None, adapter:
         return run_testset(s.http_url, cases, routes, adapter, declared, concurrency=concurrency,
                            max_tokens=max_tokens, queries_per_day=volume, name=Path(name).name, out_dir=out_dir,
                            judge=judge, structured_output=structured_output, search_mode=search_mode,
-                           rewrite=rewrite, quiet=quiet)
+                           rewrite=rewrite, grounded=grounded, quiet=quiet)
     except DatasetError as exc:
         fail(str(exc), 2)
 

@@ -25,7 +25,8 @@ TERMINAL = ("completed", "failed", "canceled")
 def create_body(cases: Sequence[Case], routes: Sequence[str] | None, adapter: str | None, declared: Declared, *,
                 concurrency: int, max_tokens: int, queries_per_day: float, name: str,
                 judge: bool | None = None, structured_output: bool = False,
-                search_mode: str = "hybrid", rewrite: bool | None = None) -> dict[str, Any]:
+                search_mode: str = "hybrid", rewrite: bool | None = None,
+                grounded: bool | None = None) -> dict[str, Any]:
     from cluster.evaluation.testset import as_item
 
     return {"name": name, "data_source": {"type": "jsonl", "source": {
@@ -33,7 +34,7 @@ def create_body(cases: Sequence[Case], routes: Sequence[str] | None, adapter: st
             "routes": list(routes) if routes else None, "adapter": adapter, "concurrency": concurrency,
             "max_tokens": max_tokens, "queries_per_day": queries_per_day, "declared": asdict(declared),
             "judge": judge, "structured_output": structured_output, "search_mode": search_mode,
-            "rewrite": rewrite}
+            "rewrite": rewrite, "grounded": grounded}
 
 
 def follow(client: RagtuneClient, run: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
@@ -89,13 +90,14 @@ def write_report(client: RagtuneClient, run: dict[str, Any], out_dir: Path,
 def run_testset(url: str, cases: Sequence[Case], routes: Sequence[str] | None, adapter: str | None,
                 declared: Declared, *, concurrency: int, max_tokens: int, queries_per_day: float, name: str,
                 out_dir: Path, judge: bool | None = None, structured_output: bool = False,
-                search_mode: str = "hybrid", rewrite: bool | None = None, quiet: bool = False) -> dict[str, Any]:
+                search_mode: str = "hybrid", rewrite: bool | None = None, grounded: bool | None = None,
+                quiet: bool = False) -> dict[str, Any]:
     """Submit, follow and report; ClientError for a refused submission or a run that did not complete."""
     with RagtuneClient(url) as client:
         run = client.request("POST", "/v1/evals", json=create_body(
             cases, routes, adapter, declared, concurrency=concurrency, max_tokens=max_tokens,
             queries_per_day=queries_per_day, name=name, judge=judge, structured_output=structured_output,
-            search_mode=search_mode, rewrite=rewrite))
+            search_mode=search_mode, rewrite=rewrite, grounded=grounded))
         if not quiet:
             print(f"eval run {run['id']}: {len(cases)} cases x {len(run['routes'])} routes "
                   f"({', '.join(run['routes'])}), queued")

@@ -123,6 +123,13 @@ def retrieval(expected_sources: Sequence[str], retrieved: Sequence[str], k: int)
     return {f"recall_at_{k}": len(found) / len(wanted), "mrr": 1 / rank if rank else 0.0}
 
 
+def names_key_term(answer: str, key_terms: Sequence[str]) -> float:
+    """1 when the answer names any key term (case-insensitive, whole words or identifiers), citation markers
+    aside."""
+    text = MARKER.sub(" ", answer).lower()
+    return float(any(re.search(rf"(?<![\w-]){re.escape(t.lower())}(?![\w-])", text) for t in key_terms))
+
+
 def abstained(answer: str) -> bool:
     return bool(ABSTENTIONS.search(answer))
 

@@ -42,11 +42,12 @@ class RunOptions:
     structured_output: bool = False  # json cases: send response_format with expected's schema (guided decoding)
     search_mode: str = "hybrid"  # the `search` route's: hybrid, or one side alone (vector, keyword)
     rewrite: bool | None = None  # query rewriting on the retrieving routes; None: the profile's
+    grounded: bool | None = None  # rag through the profile's grounded-answering adapter; None: the profile's
 
 
 def run_options(settings: Any, routes: Sequence[str], adapter: str | None, concurrency: int, max_tokens: int,
                 judge: bool | None, structured_output: bool = False, search_mode: str = "hybrid",
-                rewrite: bool | None = None) -> RunOptions:
+                rewrite: bool | None = None, grounded: bool | None = None) -> RunOptions:
     """A run's options with the profile's defaults: the judge is on where the profile says so unless the run says
     otherwise (`search` sends no rerank: the endpoint reranks as the RAG route does)."""
     profile = settings.profile_spec
@@ -54,7 +55,7 @@ def run_options(settings: Any, routes: Sequence[str], adapter: str | None, concu
     return RunOptions(routes=tuple(routes), adapter=adapter, concurrency=concurrency, max_tokens=max_tokens,
                       judge_runs=profile.evaluation.judge_runs if judging else 0,
                       judge_temperature=profile.evaluation.judge_temperature, structured_output=structured_output,
-                      search_mode=search_mode, rewrite=rewrite)
+                      search_mode=search_mode, rewrite=rewrite, grounded=grounded)
 
 
 @dataclass
@@ -112,11 +113,16 @@ def _score(case: Case, route: str, result: CaseResult, payload: dict[str, Any]) 
     result.reranked = bool(result.timings.get("rerank_ms"))
     result.metrics.update(metrics.quality(case.kind, answer, case.expected))
     result.metrics.update(metrics.abstention(answer, case.unanswerable))
+    if case.key_terms:
+        result.metrics["key_term"] = metrics.names_key_term(answer, case.key_terms)
     if route in ("rag", "hybrid"):
         result.metrics.update(metrics.grounding(answer, citations))
         if case.expected_sources:
             cited = {c["source"] for c in citations} | {str(c["document_id"]) for c in citations}
             result.metrics["source_recall"] = len(set(case.expected_sources) & cited) / len(case.expected_sources)
+            if case.key_terms:  # the issue's goal: names what was asked about AND cites where it is written
+                result.metrics["grounded_answer"] = float(result.metrics["key_term"] == 1.0
+                                                          and result.metrics["source_recall"] > 0)
 
 
 def run_case(client: RagtuneClient, case: Case, route: str, options: RunOptions, base: str) -> CaseResult:
@@ -136,7 +142,8 @@ def run_case(client: RagtuneClient, case: Case, route: str, options: RunOptions,
             model = options.adapter if route in ADAPTER_ROUTES else base
             body = {"model": model, "messages": list(case.messages), "route": route, "temperature": 0,
                     "max_tokens": options.max_tokens,
-                    **({"rewrite": options.rewrite} if options.rewrite is not None and route in RETRIEVING else {})}
+                    **({"rewrite": options.rewrite} if options.rewrite is not None and route in RETRIEVING else {}),
+                    **({"grounded": options.grounded} if options.grounded is not None and route == "rag" else {})}
             if options.structured_output and case.kind == "json" and isinstance(case.expected, dict):
                 body["response_format"] = {"type": "json_schema", "json_schema": {
                     "name": "expected", "schema": metrics.schema_of(case.expected), "strict": True}}

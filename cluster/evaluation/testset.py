@@ -1,11 +1,12 @@
 """Evaluation test sets: JSONL, one case a line, validated on load with line numbers (like training files).
 
     {"id"?: str, "question": str | "messages": [...], "expected"?: str | object, "expected_sources"?: [str],
-     "kind"?: "qa" | "json" | "exact", "tags"?: [str], "unanswerable"?: bool}
+     "key_terms"?: [str], "kind"?: "qa" | "json" | "exact", "tags"?: [str], "unanswerable"?: bool}
 
 `kind` picks the quality metrics (default `qa`); `json` needs an object `expected`, `exact` a string. Cases
 without `expected` still get latency, tokens and grounding. `expected_sources` name documents by `source` (or
-id). `unanswerable: true` marks a case the knowledge base cannot answer: the right answer is an abstention.
+id). `key_terms` are what a right answer must name (the API or option asked about): any one, case-insensitive.
+`unanswerable: true` marks a case the knowledge base cannot answer: the right answer is an abstention.
 Unknown fields are refused (a typo in `expected` must not silently turn a case into one without an answer).
 """
 
@@ -18,7 +19,8 @@ from cluster.training.datasets import DatasetError, Problem, json_lines
 
 Kind = Literal["qa", "json", "exact"]
 KINDS: tuple[str, ...] = ("qa", "json", "exact")
-FIELDS = frozenset({"id", "question", "messages", "expected", "expected_sources", "kind", "tags", "unanswerable"})
+FIELDS = frozenset({"id", "question", "messages", "expected", "expected_sources", "key_terms", "kind", "tags",
+                    "unanswerable"})
 ROLES = ("system", "user", "assistant")
 MAX_CASES = 2000  # a test set is for measuring, not a benchmark dump: about 100-200 cases is what it wants
 MAX_BYTES = 10_000_000
@@ -34,6 +36,7 @@ class Case:
     kind: Kind
     tags: tuple[str, ...]
     unanswerable: bool
+    key_terms: tuple[str, ...] = ()
 
     @property
     def question(self) -> str:
@@ -79,16 +82,19 @@ def _case(obj: dict[str, Any], line: int) -> Case | Problem:
         return Problem(line, "'expected_sources' must be a list of non-empty strings (document sources or ids)")
     if not _strings(tags):
         return Problem(line, "'tags' must be a list of non-empty strings")
+    key_terms = obj.get("key_terms", [])
+    if not _strings(key_terms):
+        return Problem(line, "'key_terms' must be a list of non-empty strings")
     unanswerable = obj.get("unanswerable", False)
     if not isinstance(unanswerable, bool):
         return Problem(line, "'unanswerable' must be true or false")
-    if unanswerable and (expected is not None or sources):
-        return Problem(line, "an unanswerable case has no 'expected' answer and no 'expected_sources'")
+    if unanswerable and (expected is not None or sources or key_terms):
+        return Problem(line, "an unanswerable case has no 'expected' answer, 'expected_sources' or 'key_terms'")
     case_id = obj.get("id", f"line-{line}")
     if not isinstance(case_id, str) or not case_id.strip():
         return Problem(line, "'id' must be a non-empty string")
     return Case(line=line, id=case_id, messages=messages, expected=expected, expected_sources=tuple(sources),
-                kind=kind, tags=tuple(tags), unanswerable=unanswerable)
+                kind=kind, tags=tuple(tags), unanswerable=unanswerable, key_terms=tuple(key_terms))
 
 
 def parse(data: bytes, name: str = "test set") -> list[Case]:
@@ -118,6 +124,8 @@ def as_item(case: Case) -> dict[str, Any]:
         item["expected"] = case.expected
     if case.expected_sources:
         item["expected_sources"] = list(case.expected_sources)
+    if case.key_terms:
+        item["key_terms"] = list(case.key_terms)
     if case.tags:
         item["tags"] = list(case.tags)
     if case.unanswerable:

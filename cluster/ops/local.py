@@ -195,7 +195,8 @@ def wait_ready(settings: Settings, timeout_s: float = 300) -> dict:
 def check_models(settings: Settings) -> None:
     """Fail before starting anything if a serving model is missing (replicas would only crash-loop)."""
     profile = settings.profile_spec
-    for ref in (profile.embedder.model, profile.reranker.model, settings.llm_spec.model):
+    for ref in (profile.embedder.model, profile.reranker.model, settings.llm_spec.model,
+                *filter(None, [profile.answer_adapter])):
         resolve(ref, settings.models_dir)
 
 

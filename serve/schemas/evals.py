@@ -67,6 +67,8 @@ class EvalCreate(StrictRequest):
         "compare valid-JSON rates with and without guided decoding."))
     rewrite: bool | None = Field(None, description=(
         "Query rewriting on the retrieving routes (rag, hybrid, search). Default: the profile's."))
+    grounded: bool | None = Field(None, description=(
+        "The rag route through the profile's grounded-answering adapter (cpu-dev). Default: the profile's."))
     search_mode: SearchMode = Field("hybrid", description=(
         "The search route's: hybrid, or vector or keyword alone (to measure fusion against its parts)."))
     metadata: dict[str, str] | None = Field(None, max_length=16)

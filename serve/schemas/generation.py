@@ -96,6 +96,9 @@ class _GenerationRequest(StrictRequest):
     rerank: bool | None = Field(None, description="Rerank candidates with the cross-encoder. Default: profile's.")
     rewrite: bool | None = Field(None, description="Rewrite the retrieval query (the conversation's earlier user "
                                                    "turns, decomposition, acronyms). Default: the profile's.")
+    grounded: bool | None = Field(None, description=(
+        "rag: answer through the profile's grounded-answering adapter (on cpu-dev; the gpu profile has none). "
+        "Default: where the profile has one. The response's `answer_adapter` says which answered."))
 
     def to_sampling_options(self, max_tokens: int | None, defaults: Sampling,
                             repetition_stop: RepetitionStop | None = None) -> SamplingOptions:
@@ -216,6 +219,8 @@ class _RagtuneFields(BaseModel):
     timings: GenerationTimings
     retrieval: RetrievalApplied | None = Field(None, description="rag and hybrid: what retrieval ran with.")
     sampling: SamplingApplied
+    answer_adapter: str | None = Field(None, description=(
+        "rag: the grounded-answering adapter (name@version) the base model answered through, if any."))
 
 
 class ChatCompletion(_RagtuneFields):
@@ -250,6 +255,7 @@ class _StreamEvent(BaseModel):
     timings: GenerationTimings | None = None
     retrieval: RetrievalApplied | None = None
     sampling: SamplingApplied | None = None
+    answer_adapter: str | None = None
 
 
 class ChatCompletionChunk(_StreamEvent):

@@ -74,7 +74,7 @@ class EvalService:
                           param="concurrency")
         options = run_options(self.settings, routes, body.adapter, concurrency,
                               body.max_tokens or RunOptions.max_tokens, body.judge, body.structured_output,
-                              body.search_mode, body.rewrite)
+                              body.search_mode, body.rewrite, body.grounded)
         declared = replace(Declared(), **{k: v for k, v in (body.declared.model_dump() if body.declared else {})
                                           .items() if v is not None})
         run = await evals.create(

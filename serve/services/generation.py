@@ -9,6 +9,7 @@ plain:     the client's messages, the base model
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, AsyncIterator
 
 from ray.serve.handle import DeploymentHandle
 
+from cluster.models.grounded_adapter import ADAPTER_NAME as GROUNDED_ADAPTER
 from cluster.settings import Settings
 from cluster.store.adapters import AdapterRef, AdapterStore
 from cluster.store.knowledge import SearchFilters
@@ -27,6 +29,8 @@ from serve.services import prompts
 from serve.services.citations import CitationTracker, SourceText
 from serve.services.errors import ApiError, invalid, not_found
 from serve.services.knowledge import KnowledgeService, RankedHit, check_query, retrieval_bounds
+
+log = logging.getLogger("ray.serve.ragtune.generation")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Plan:
     retrieval: RetrievalOptions | None
     request_id: str | None = None  # the HTTP request's id, carried into the engine's request id
     sampling_from_profile: tuple[str, ...] = ()  # the sampling fields the request left to the route's defaults
+    answer_adapter: AdapterRef | None = None  # rag: the profile's grounded-answering adapter, when it answers
 
     @property
     def structured(self) -> bool:
@@ -64,7 +69,8 @@ class Plan:
                                                      "rerank_reason": r.rerank_reason},
                 "sampling": {"temperature": self.sampling.temperature, "top_p": self.sampling.top_p,
                              "repetition_stop": self.sampling.repetition_stop is not None,
-                             "from_profile": list(self.sampling_from_profile)}}
+                             "from_profile": list(self.sampling_from_profile)},
+                "answer_adapter": self.answer_adapter.model_id if self.answer_adapter else None}
 
 
 @dataclass
@@ -154,7 +160,10 @@ class GenerationService:
              request_id: str | None) -> Plan:
         """Everything the request asks for, checked: sampling, retrieval options, the conversation."""
         if route in ("finetuned", "plain") and not body.retrieves_nothing():
-            raise invalid(f"route {route!r} does not retrieve: drop top_k, top_n, filters, rerank and rewrite", param="route")
+            raise invalid(f"route {route!r} does not retrieve: drop top_k, top_n, filters, rerank and rewrite",
+                          param="route")
+        if body.grounded is not None and route != "rag":
+            raise invalid(f"`grounded` applies to the rag route, not {route!r}", param="grounded")
         defaults = self.settings.profile_spec.sampling
         sampling = body.to_sampling_options(self.max_tokens(body.token_limit()), getattr(defaults, route),
                                             defaults.repetition_stop)
@@ -168,8 +177,22 @@ class GenerationService:
         question = messages[-1]["content"] if messages else body.text()  # type: ignore[union-attr]
         if retrieval is not None:
             check_query(question, self.settings.search, "messages" if chat else "prompt")
+        structured = sampling.json_schema is not None or sampling.json_object
+        answer_adapter = self.answer_adapter() if route == "rag" and body.grounded is not False \
+            and not structured else None  # a JSON answer is not what the adapter learned to write
         return Plan(route, body.model, adapter, messages, None if chat else question, sampling, retrieval,
-                    request_id=request_id, sampling_from_profile=from_profile)
+                    request_id=request_id, sampling_from_profile=from_profile, answer_adapter=answer_adapter)
+
+    def answer_adapter(self) -> AdapterRef | None:
+        """The profile's grounded-answering adapter as the store has it now (published when the app was built);
+        absent, the base model answers and the response's `answer_adapter` is null."""
+        if self.settings.profile_spec.answer_adapter is None:
+            return None
+        ref = self.store.get(GROUNDED_ADAPTER)
+        if ref is None:
+            log.warning("the profile's answer adapter %s is not in the adapter store; the base model answers",
+                        GROUNDED_ADAPTER)
+        return ref
 
     # ----------------------------------------------------------------------------------------- retrieval
 
@@ -205,6 +228,8 @@ class GenerationService:
             applied["retrieval"].update(queries=list(outcome.queries), rewrites=list(outcome.rewrites))
             hits = self._within_budget([h for h in outcome.hits if self._relevant(h)])
             sources = {i: h for i, h in enumerate(hits, start=1)}
+            if not sources:
+                applied["answer_adapter"] = None  # it answers from sources only
             if not sources and plan.route == "rag" and not plan.structured:  # a JSON answer is asked for: no shortcut
                 timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
                 return Answer(plan.route, _single(prompts.NOT_FOUND), finish_reason="stop", timings=timings,
@@ -222,10 +247,11 @@ class GenerationService:
             messages = prompts.as_chat(messages, default_system)
 
         # Unique per engine even if a client reuses its X-Request-ID; greppable by the HTTP request's id.
+        lora = plan.answer_adapter if sources and plan.answer_adapter else plan.adapter
         request = GenerationRequest(request_id=f"{plan.request_id or 'gen'}-{uuid.uuid4().hex[:12]}",
                                     messages=tuple(messages) if messages is not None else None,
                                     prompt=None if messages is not None else plan.prompt,
-                                    adapter=plan.adapter.model_id if plan.adapter else None, sampling=plan.sampling)
+                                    adapter=lora.model_id if lora else None, sampling=plan.sampling)
         handle = self.llm.options(stream=True, multiplexed_model_id=request.adapter or "")
         t_generate = time.perf_counter()
         events = handle.generate.remote(request)

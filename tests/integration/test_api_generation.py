@@ -28,7 +28,7 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def _chat(client: OpenAI, model: str, messages: list[dict[str, str]] = QUESTION, **extra: Any) -> Any:
-    body = {k: extra.pop(k) for k in ("route", "top_k", "top_n", "filters", "rerank", "rewrite")
+    body = {k: extra.pop(k) for k in ("route", "top_k", "top_n", "filters", "rerank", "rewrite", "grounded")
             if k in extra}
     return client.chat.completions.create(model=model, messages=messages, temperature=0,  # type: ignore[arg-type]
                                           max_tokens=extra.pop("max_tokens", 16), extra_body=body or None, **extra)
@@ -186,6 +186,32 @@ def test_sampling_and_retrieval_defaults_come_from_the_route_and_the_response_sa
     assert plain.model_extra["sampling"]["temperature"] == 1.3 and plain.model_extra["retrieval"] is None
     _, final = _stream_chat(client, base, question, max_tokens=8)  # the streamed answer says the same at its end
     assert final.model_extra["sampling"]["temperature"] == 0 and final.model_extra["retrieval"]["top_k"] == spec.top_k
+
+
+def test_rag_answers_through_the_grounded_adapter_where_the_profile_names_one(
+        client: OpenAI, base: str, live: Settings, seeded: dict[str, str]) -> None:
+    from cluster.models.grounded_adapter import ADAPTER_NAME
+
+    ref = AdapterStore.from_settings(live).get(ADAPTER_NAME)  # published when the app was built
+    assert live.profile_spec.answer_adapter and ref is not None
+    question = [{"role": "user", "content": "What does pgvector add to Postgres?"}]
+    grounded = _chat(client, base, question, max_tokens=48)
+    assert grounded.model_extra["answer_adapter"] == ref.model_id and grounded.model == base
+    assert grounded.model_extra["route"] == "rag"
+    plain_rag = _chat(client, base, question, max_tokens=48, grounded=False)
+    assert plain_rag.model_extra["answer_adapter"] is None
+    assert grounded.choices[0].message.content != plain_rag.choices[0].message.content  # the adapter answered
+    # nothing relevant: no generation at all, so no adapter either
+    unrelated = _chat(client, base, [{"role": "user", "content": "Who painted the Mona Lisa?"}], max_tokens=16)
+    assert unrelated.choices[0].message.content == NOT_FOUND and unrelated.model_extra["answer_adapter"] is None
+    _, final = _stream_chat(client, base, question, max_tokens=16)
+    assert final.model_extra["answer_adapter"] == ref.model_id
+    with pytest.raises(openai.BadRequestError, match="grounded"):
+        _chat(client, base, question, max_tokens=8, route="plain", grounded=True)
+    # a JSON answer is not what the adapter learned: the base model writes it
+    structured = client.chat.completions.create(model=base, messages=question, max_tokens=32,  # type: ignore[arg-type]
+                                                response_format={"type": "json_object"})
+    assert structured.model_extra["answer_adapter"] is None
 
 
 def test_a_follow_up_retrieves_with_the_conversation(client: OpenAI, base: str, seeded: dict[str, str]) -> None:

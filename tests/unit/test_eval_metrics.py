@@ -54,6 +54,19 @@ def test_retrieval_recall_and_mrr() -> None:
     assert metrics.retrieval([], ["x.md"], k=5) == {}
 
 
+@pytest.mark.parametrize("answer,terms,named", [
+    ("Use re.findall to get every match [Source 1].", ["findall"], 1.0),
+    ("findall() returns a list.", ["findall"], 1.0),
+    ("The --no-warn option silences it.", ["--no-warn"], 1.0),
+    ("The --no-warn-search option does something else.", ["--no-warn"], 0.0),  # another option
+    ("It returns all matches in a list.", ["findall"], 0.0),
+    ("refindall is not it", ["findall"], 0.0),
+    ("LS lists files", ["ls"], 1.0),
+])
+def test_key_terms_must_be_named_as_words(answer: str, terms: list[str], named: float) -> None:
+    assert metrics.names_key_term(answer, terms) == named
+
+
 def test_abstention_is_right_only_on_unanswerable_cases() -> None:
     declined = "I could not find information about that in the knowledge base."
     assert metrics.abstention(declined, unanswerable=True) == {"correct_abstention": 1.0}

@@ -361,3 +361,25 @@ def test_structured_output_sends_expecteds_schema_for_json_cases_only() -> None:
     assert on["Extract"]["response_format"]["json_schema"]["schema"] == schema
     assert "response_format" not in on["what is"]  # qa cases are never constrained
     assert all("response_format" not in b for b in bodies(False).values())
+
+
+@pytest.mark.parametrize("answer,cited,grounded", [
+    ("findall returns every match [Source 1].", "re.txt", 1.0),
+    ("findall returns every match [Source 1].", "glob.txt", 0.0),  # names it, cites the wrong document
+    ("It returns every match [Source 1].", "re.txt", 0.0),  # cites the right one, names nothing
+])
+def test_a_grounded_answer_names_the_key_term_and_cites_an_expected_source(answer: str, cited: str,
+                                                                          grounded: float) -> None:
+    from cluster.evaluation.runner import _score
+
+    case = testset.parse_items([{"question": "What does re.findall do?", "expected": "every match",
+                                 "expected_sources": ["re.txt"], "key_terms": ["findall"]}])[0]
+    payload = {"choices": [{"message": {"content": answer}}], "usage": {"prompt_tokens": 9, "completion_tokens": 5},
+               "citations": [{"source": cited, "document_id": "d", "source_number": 1, "quote": "q",
+                              "chunk_text": "findall returns every match"}], "timings": {"total_ms": 3.0}}
+    result = CaseResult(case_id=case.id, route="rag")
+    _score(case, "rag", result, payload)
+    assert result.metrics["grounded_answer"] == grounded
+    plain = CaseResult(case_id=case.id, route="plain")
+    _score(case, "plain", plain, payload)
+    assert "grounded_answer" not in plain.metrics and plain.metrics["key_term"] == (0.0 if "It" in answer else 1.0)

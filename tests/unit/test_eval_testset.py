@@ -16,7 +16,8 @@ def _jsonl(*rows: object) -> bytes:
 
 def test_cases_take_defaults_and_keep_what_was_given() -> None:
     cases = testset.parse(_jsonl(
-        {"question": "What is pgvector?", "expected": "a Postgres extension", "expected_sources": ["pgvector.md"]},
+        {"question": "What is pgvector?", "expected": "a Postgres extension", "expected_sources": ["pgvector.md"],
+         "key_terms": ["pgvector"]},
         "",
         {"id": "x1", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
          "kind": "json", "expected": {"name": "A", "age": 3}, "tags": ["extraction"]},
@@ -24,6 +25,8 @@ def test_cases_take_defaults_and_keep_what_was_given() -> None:
     first, second, third = cases
     assert (first.id, first.kind, first.line, first.question) == ("line-1", "qa", 1, "What is pgvector?")
     assert first.expected_sources == ("pgvector.md",) and not first.unanswerable
+    assert first.key_terms == ("pgvector",) and second.key_terms == ()
+    assert testset.parse_items([testset.as_item(first)])[0].key_terms == ("pgvector",)  # kept with a run
     assert second.id == "x1" and second.kind == "json" and second.messages[0]["role"] == "system"
     assert third.unanswerable and third.expected is None and third.line == 4
 
@@ -44,6 +47,8 @@ def test_cases_take_defaults_and_keep_what_was_given() -> None:
     ({"question": "q", "expected_sources": "a.md"}, "'expected_sources' must be a list"),
     ({"question": "q", "unanswerable": True, "expected": "x"}, "an unanswerable case has no 'expected'"),
     ({"question": "q", "unanswerable": "yes"}, "'unanswerable' must be true or false"),
+    ({"question": "q", "key_terms": ["ok", ""]}, "'key_terms' must be a list of non-empty strings"),
+    ({"question": "q", "unanswerable": True, "key_terms": ["x"]}, "an unanswerable case has no 'expected'"),
 ])
 def test_bad_lines_are_refused_with_their_line_number(row: object, message: str) -> None:
     with pytest.raises(DatasetError) as err:

@@ -1,0 +1,71 @@
+"""The models cache: a model is built once, verified by checksums, rebuilt when tampered with; the prepared
+grounded-answering adapter is such a model, and publishing it to an adapter store is idempotent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cluster.models import cache, grounded_adapter
+from cluster.models.recipes import RECIPES, Recipe
+from cluster.settings import Settings
+from cluster.store.adapters import AdapterStore
+
+
+def test_a_model_is_built_once_and_rebuilt_when_its_files_change(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    builds: list[Path] = []
+
+    def build(target: Path, models_dir: Path) -> dict:
+        builds.append(target)
+        (target / "weights.bin").write_bytes(b"w" * 100)
+        return {"quality": 0.5}
+
+    monkeypatch.setitem(RECIPES, "fake", Recipe("fake", 1, build))
+    first = cache.prepare(tmp_path, ["fake"], echo=lambda line: None)
+    again = cache.prepare(tmp_path, ["fake"], echo=lambda line: None)
+    assert len(builds) == 1 and again["fake"]["files"] == first["fake"]["files"]
+    assert first["fake"]["metrics"] == {"quality": 0.5}
+    (tmp_path / "fake" / "weights.bin").write_bytes(b"x" * 100)  # same size, other bytes
+    assert not cache.is_prepared(tmp_path / "fake", RECIPES["fake"])
+    cache.prepare(tmp_path, ["fake"], echo=lambda line: None)
+    assert len(builds) == 2 and cache.is_prepared(tmp_path / "fake", RECIPES["fake"])
+
+
+def test_a_failed_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def build(target: Path, models_dir: Path) -> dict:
+        (target / "half.bin").write_bytes(b"h")
+        raise RuntimeError("training failed")
+
+    monkeypatch.setitem(RECIPES, "broken", Recipe("broken", 1, build))
+    with pytest.raises(RuntimeError):
+        cache.prepare(tmp_path, ["broken"], echo=lambda line: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    with pytest.raises(cache.ModelNotPrepared):
+        cache.resolve("local:broken", tmp_path)
+
+
+def test_the_prepared_grounded_adapter_is_checksummed_and_trained() -> None:
+    settings = Settings()
+    path = Path(cache.resolve(settings.profile_spec.answer_adapter or "", settings.models_dir))
+    assert cache.is_prepared(path, RECIPES["grounded-answering"])  # every file matches its manifest checksum
+    metrics = cache.read_manifest(path)["metrics"]
+    assert metrics["examples"] >= 100 and metrics["steps"] > 0
+    assert metrics["final_loss"] < metrics["first_loss"]
+    config = json.loads((path / "adapter_config.json").read_text())
+    assert config["r"] == 16 and (path / "adapter_model.safetensors").stat().st_size > 1_000_000
+
+
+def test_publishing_the_adapter_is_idempotent(tmp_path: Path) -> None:
+    settings = Settings(adapter_store=str(tmp_path / "store"), state_dir=tmp_path / "state")
+    first = grounded_adapter.publish(settings)
+    assert first is not None and first.name == grounded_adapter.ADAPTER_NAME
+    weights = tmp_path / "store" / first.name / "adapter_model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = grounded_adapter.publish(settings)
+    assert again is not None and again.version == first.version and weights.stat().st_mtime_ns == stamp
+    assert AdapterStore.from_settings(settings).get(first.name).metadata["dataset"]["train_examples"] > 0
+    assert grounded_adapter.publish(Settings(profile="gpu", adapter_store=str(tmp_path / "other"),
+                                             state_dir=tmp_path / "state")) is None
