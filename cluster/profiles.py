@@ -114,15 +114,17 @@ class LLMSpec(_Frozen):
 class FusionSpec(_Frozen):
     """Hybrid search's keyword scoring and its fusion with the vector ranking (cluster/store/knowledge.Fusion).
 
-    The defaults are textbook (BM25 k1 1.2, b 0.75; RRF k 60, equal weights) plus a cap of two chunks per
-    document among the first places: measured on three development sets in docs/eval.md ("Search").
+    The defaults are textbook (BM25 k1 1.2, b 0.75; RRF k 60, equal weights) plus, for /v1/search, a cap of two
+    chunks per document among the first places: measured on three development sets in docs/eval.md ("Search").
     """
 
     rrf_k: PositiveInt = 60
     vector_weight: float = Field(1.0, ge=0)
     keyword_weight: float = Field(1.0, ge=0)
-    max_per_document: int = Field(2, ge=0, description="At most this many chunks of one document before other "
-                                                       "documents' (0: no cap).")
+    max_per_document: int = Field(2, ge=0, description=(
+        "/v1/search: at most this many chunks of one document before other documents' (0: no cap). The RAG "
+        "and hybrid routes' context is not capped: there the best chunks count, not the documents "
+        "(docs/eval.md: the cap cost the RAG route 0.13 source recall on the demo set)."))
     bm25_k1: float = Field(1.2, ge=0)
     bm25_b: float = Field(0.75, ge=0, le=1)
 
@@ -263,6 +265,8 @@ class Profile(_Frozen):
         "The RAG route's answer behaviour: a LoRA adapter (a models-cache reference) the base model answers "
         "with when sources are in the prompt. cpu-dev: the grounded-answering adapter built by `models prepare` "
         "(SmolLM2-135M does not cite from the instruction alone); gpu: none, the 7B model follows it."))
+    answer_adapter_default: bool = Field(True, description=(
+        "Whether the rag route uses `answer_adapter` when a request does not say (`grounded`)."))
 
     @model_validator(mode="after")
     def _chunks_fit_embedder(self) -> "Profile":
@@ -317,6 +321,9 @@ PROFILES: dict[ProfileName, Profile] = {
                                 max_context_tokens=1200),
         # The base model answers RAG questions through this adapter (cluster/models/grounded_adapter.py).
         answer_adapter="local:grounded-answering",
+        # ...but only when asked ("grounded": true): measured, it makes answers cite and quote their sources yet
+        # lowers answer quality on the demo set and on held-out documentation (docs/eval.md).
+        answer_adapter_default=False,
         ingress=Placement(num_cpus=0.1, max_ongoing_requests=64, autoscaling=_CPU_SCALING),
         # A small model's API-equivalent prices; a 2-vCPU cloud instance; an embedded database; CPU training.
         costs=CostSpec(api_input_per_mtok=0.02, api_output_per_mtok=0.05, compute_hour=0.10, vector_db_month=0.0,

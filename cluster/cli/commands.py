@@ -106,6 +106,10 @@ def models_prepare(
         results = prepare(s.models_dir, only, force=force, echo=typer.echo)
     except ModelNotPrepared as exc:
         fail(str(exc))
+    grounded = results.get("grounded-answering", {}).get("metrics", {})
+    if "final_loss" in grounded:
+        typer.echo(f"grounded-answering adapter: {grounded['examples']} examples, {grounded['steps']} steps, loss "
+                   f"{grounded['first_loss']} -> {grounded['final_loss']} (held-out {grounded['eval_loss']})")
     metrics = results.get("minilm-cross-encoder", {}).get("metrics", {})
     if "reranker_mrr_at_10" in metrics:
         typer.echo(f"reranker held-out MRR@10: {metrics['reranker_mrr_at_10']} "
@@ -121,14 +125,14 @@ def models_list() -> None:
     s = settings()
     p = s.profile_spec
     for role, ref in (("llm", p.llm.model), ("embedder", p.embedder.model), ("reranker", p.reranker.model),
-                      ("test llm", p.test_llm.model if p.test_llm else None)):
+                      ("test llm", p.test_llm.model if p.test_llm else None), ("rag answers", p.answer_adapter)):
         if ref is None:
             continue
         try:
             where = resolve(ref, s.models_dir)
         except ModelNotPrepared as exc:
             where = f"NOT PREPARED ({exc})"
-        typer.echo(f"{role:<9} {ref:<40} {where}")
+        typer.echo(f"{role:<11} {ref:<40} {where}")
     from cluster.models.rerank_gate import rerank_decision
 
     decision = rerank_decision(s)

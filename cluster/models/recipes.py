@@ -103,5 +103,5 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("smollm2-135m-instruct", 1, _build_smollm2),
     Recipe("tiny-llama", 1, _build_tiny_llama),
     Recipe("minilm-cross-encoder", 2, _build_cross_encoder, needs=("all-minilm-l6-v2",)),
-    Recipe("grounded-answering", 1, _build_grounded_adapter, needs=("all-minilm-l6-v2", "smollm2-135m-instruct")),
+    Recipe("grounded-answering", 2, _build_grounded_adapter, needs=("all-minilm-l6-v2", "smollm2-135m-instruct")),
 )}

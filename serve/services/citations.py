@@ -4,7 +4,7 @@ Large models follow "cite as [Source N]"; small ones (cpu-dev's 135M model) do n
 answer sentence by sentence as it streams: a sentence that carries markers keeps them (markers naming no
 source are ignored); a sentence without one is attributed to the source it overlaps most (at least half of
 its content words, at least two of them, and a run of three words in a row), and a ` [Source N]` marker is
-streamed right after it. Code is never attributed. Each citation quotes the span of its chunk that best
+streamed right after it. Code blocks are never attributed (inline `code` in a sentence is). Each citation quotes the span of its chunk that best
 matches the citing sentences, so the quote is always text of that chunk.
 """
 
@@ -56,8 +56,8 @@ class CitationTracker:
     def _attribute(self, sentence: str) -> str:
         was_code = self._in_code
         self._in_code ^= sentence.count("```") % 2 == 1
-        if not sentence.strip() or was_code or self._in_code or "`" in sentence:
-            return ""
+        if not sentence.strip() or was_code or self._in_code or "```" in sentence:
+            return ""  # a code block; inline `code` in a sentence is prose (technical docs are full of it)
         numbers = [int(n) for n in MARKER.findall(sentence) if int(n) in self.sources]
         if numbers:
             plain = MARKER.sub("", sentence)

@@ -178,7 +178,8 @@ class GenerationService:
         if retrieval is not None:
             check_query(question, self.settings.search, "messages" if chat else "prompt")
         structured = sampling.json_schema is not None or sampling.json_object
-        answer_adapter = self.answer_adapter() if route == "rag" and body.grounded is not False \
+        grounded = self.settings.profile_spec.answer_adapter_default if body.grounded is None else body.grounded
+        answer_adapter = self.answer_adapter() if route == "rag" and grounded \
             and not structured else None  # a JSON answer is not what the adapter learned to write
         return Plan(route, body.model, adapter, messages, None if chat else question, sampling, retrieval,
                     request_id=request_id, sampling_from_profile=from_profile, answer_adapter=answer_adapter)
@@ -222,7 +223,7 @@ class GenerationService:
             history = [m["content"] for m in (messages or [])[:-1] if m["role"] == "user"]
             r = plan.retrieval
             outcome = await self.knowledge.search(question, r.top_k, r.top_n, r.rerank, r.filters,
-                                                  rewrite=r.rewrite, history=history)
+                                                  rewrite=r.rewrite, history=history, per_document_cap=False)
             timings.update(rewrite_ms=outcome.rewrite_ms, embed_ms=outcome.embed_ms, search_ms=outcome.search_ms,
                            rerank_ms=outcome.rerank_ms)
             applied["retrieval"].update(queries=list(outcome.queries), rewrites=list(outcome.rewrites))

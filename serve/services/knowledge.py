@@ -180,9 +180,12 @@ class KnowledgeService:
             self._rerank_default = rerank_decision(self.settings)
         return self._rerank_default.rerank, self._rerank_default.reason
 
-    def fusion(self, mode: SearchMode) -> Fusion:
-        """The profile's fusion (cluster/profiles.FusionSpec) for one search mode."""
-        return Fusion(mode=mode, **self.settings.profile_spec.retrieval.fusion.model_dump())
+    def fusion(self, mode: SearchMode, per_document_cap: bool = True) -> Fusion:
+        """The profile's fusion (cluster/profiles.FusionSpec) for one search mode; a prompt's context takes the
+        best chunks whatever their document (no cap)."""
+        spec = self.settings.profile_spec.retrieval.fusion
+        return Fusion(mode=mode, **spec.model_dump(exclude={"max_per_document"}),
+                      max_per_document=spec.max_per_document if per_document_cap else 0)
 
     def rewrite_choice(self, requested: bool | None) -> bool:
         return self.settings.profile_spec.retrieval.rewrite if requested is None else requested
@@ -193,8 +196,8 @@ class KnowledgeService:
             pool, acronyms, text), self.settings.search.max_query_chars)
 
     async def search(self, query: str, top_k: int, top_n: int, rerank: bool, filters: SearchFilters,
-                     mode: SearchMode = "hybrid", rewrite: bool = False,
-                     history: Sequence[str] = ()) -> SearchOutcome:
+                     mode: SearchMode = "hybrid", rewrite: bool = False, history: Sequence[str] = (),
+                     per_document_cap: bool = True) -> SearchOutcome:
         """Rewrite (with the user's earlier turns, `history`), embed every query in one call, search each, fuse
         the rankings of a decomposed question's parts, rerank against the whole question."""
         started = time.perf_counter()
@@ -206,7 +209,7 @@ class KnowledgeService:
         vectors = await self.embedder.embed(queries) if mode != "keyword" else [self._no_vector()] * len(queries)
         embed_ms = _ms(t) if mode != "keyword" else 0.0
         t = time.perf_counter()
-        pool, fusion = await self.db.get(), self.fusion(mode)
+        pool, fusion = await self.db.get(), self.fusion(mode, per_document_cap)
         rankings = await asyncio.gather(*(knowledge.hybrid_search(pool, v, q, top_k, fusion, filters)
                                           for q, v in zip(queries, vectors)))
         candidates = rankings[0] if len(rankings) == 1 else fuse_rankings(rankings, fusion, top_k)

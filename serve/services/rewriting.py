@@ -29,6 +29,7 @@ STOP_WORDS = frozenset({"a", "an", "the", "is", "are", "was", "be", "do", "does"
                         "of", "to", "in", "on", "for", "with", "and", "or", "about", "tell", "more", "please",
                         "explain", "give", "show", "there", "any"})
 MAX_PARTS = 4
+MAX_CONTENT_OF_FOLLOW_UP = 3  # content words a message that refers back may name and still need its referent
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.'-]*")
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]{1,9}")
 _QUESTION_END = re.compile(r"(?<=\?)\s+(?=\S)")
@@ -47,13 +48,15 @@ def _words(text: str) -> list[str]:
 
 
 def is_follow_up(text: str) -> bool:
-    """A message that leans on what came before: it opens like a continuation, refers back, or is too short
-    to be searched alone ("default?")."""
+    """A message that leans on what came before: it opens like a continuation ("and its default?"), is too
+    short to be searched alone ("default?"), or refers back and names little else ("How do I install it?").
+    A long question with a "this" in it ("which function does this: parse a date?") stands alone."""
     lowered = " ".join(text.lower().split())
     words = _words(lowered)
     content = [w for w in words if w not in STOP_WORDS and w not in REFERRING]
-    return lowered.startswith(FOLLOW_UP_OPENINGS) or bool(REFERRING & set(words)) or not content \
-        or len(words) <= 2
+    refers = bool(REFERRING & set(words))
+    return lowered.startswith(FOLLOW_UP_OPENINGS) or not content or len(words) <= 2 or \
+        (refers and len(content) <= MAX_CONTENT_OF_FOLLOW_UP)
 
 
 def from_conversation(user_turns: Sequence[str]) -> tuple[str, bool]:

@@ -68,6 +68,7 @@ def test_models_list_shows_prepared_models() -> None:
     result = run("models", "list")
     assert result.returncode == 0 and "NOT PREPARED" not in result.stdout
     assert "local:minilm-cross-encoder" in result.stdout
+    assert "rag answers" in result.stdout and "local:grounded-answering" in result.stdout
     # and why: the measurement models prepare took
     assert "rerank: OFF by default on every endpoint (off: at models prepare the reranker's held-out MRR@10 " \
         in result.stdout

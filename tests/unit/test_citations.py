@@ -43,6 +43,16 @@ def test_streaming_in_any_split_gives_the_same_text() -> None:
         assert _run(ANSWER, pieces)[0] == whole
 
 
+def test_sentences_with_inline_code_are_cited() -> None:
+    sources = [SourceText(1, "``tqdm`` can easily support callbacks/hooks and manual updates."),
+               SourceText(2, "Use `httpx.Client()` to reuse connections across many requests to one host.")]
+    answer = ("``tqdm`` can easily support callbacks/hooks and manual updates [Source 1]. Use `httpx.Client()` to "
+              "reuse connections across many requests.")
+    tracker = CitationTracker(sources)
+    out = tracker.feed(answer) + tracker.finish()
+    assert set(tracker.cited) == {1, 2} and out.endswith("many requests. [Source 2]")
+
+
 def test_markers_naming_no_source_and_code_are_not_cited() -> None:
     answer = ("Use it like this [Source 9].\n```python\nHTTPX is a fully featured HTTP client for Python 3\n```\n"
               "Done.")

@@ -47,7 +47,8 @@ def test_glossary_mining_is_linear_at_the_document_limit(text: str) -> None:
 
 @pytest.mark.parametrize("message,follow_up", [
     ("and its default?", True), ("What about the second one?", True), ("How do I install it?", True),
-    ("default?", True), ("What does pgvector's HNSW index do?", False),
+    ("default?", True), ("What does pgvector's HNSW index do?", False), ("What arguments does it take?", True),
+    ("Which function in the standard library does this: parse a date string into a datetime object?", False),
     ("Which package validates settings from the environment?", False),
 ])
 def test_follow_ups(message: str, follow_up: bool) -> None:
