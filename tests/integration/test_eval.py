@@ -42,8 +42,8 @@ def test_eval_runs_every_route_and_reports_every_field(live, seeded: dict[str, s
     assert report["cases"] == 5 and list(report["routes"]) == list(ROUTES)
     for name, route in report["routes"].items():
         assert route["cases"] == 5 and route["errors"] == 0, (name, route)
-        assert set(route["latency_ms"]) == {"embed_ms", "search_ms", "rerank_ms", "ttft_ms", "generate_ms",
-                                            "total_ms", "client_ms"}
+        assert set(route["latency_ms"]) == {"rewrite_ms", "embed_ms", "search_ms", "rerank_ms", "ttft_ms",
+                                            "generate_ms", "total_ms", "client_ms"}
         assert route["latency_ms"]["client_ms"]["p95"] >= route["latency_ms"]["client_ms"]["p50"] > 0
         assert set(route["monthly_cost"]) == {"components", "api_total", "self_hosted_total"}
         assert route["monthly_cost"]["self_hosted_total"] > 0
