@@ -78,20 +78,15 @@ def build(target: Path, models_dir: Path) -> dict[str, Any]:
 
 def publish(settings: "Settings") -> "AdapterRef | None":
     """Put the profile's answer adapter into the cluster's adapter store unless that exact version is there."""
-    import hashlib
-
     from cluster.models.cache import resolve
-    from cluster.store.adapters import CONFIG, AdapterStore
+    from cluster.store.adapters import AdapterStore, directory_version
 
     ref = settings.profile_spec.answer_adapter
     if ref is None:
         return None
     built = Path(resolve(ref, settings.models_dir))
-    digest = hashlib.sha256()
-    for f in (CONFIG, "adapter_model.safetensors"):  # how the store versions an adapter
-        digest.update((built / f).read_bytes())
     store = AdapterStore.from_settings(settings)
     current = store.get(ADAPTER_NAME)
-    if current is not None and current.version == digest.hexdigest()[:16]:
+    if current is not None and current.version == directory_version(built):
         return current
     return store.put(ADAPTER_NAME, built, json.loads((built / "ragtune.json").read_text()))

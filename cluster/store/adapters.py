@@ -57,6 +57,17 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
     return name, version
 
 
+def directory_version(path: Path) -> str:
+    """The version a local PEFT directory would have in the store: the digest of its config and weights."""
+    weights = next((w for w in WEIGHTS if (path / w).exists()), None)
+    if weights is None or not (path / CONFIG).exists():
+        raise AdapterError(f"{path} is not a PEFT adapter directory ({CONFIG} + adapter weights)")
+    h = hashlib.sha256()
+    for f in (CONFIG, weights):
+        h.update((path / f).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def fine_tuned_name(base_model: str, suffix: str, short_id: str) -> str:
     """OpenAI's naming, `ft:<base>:<suffix>:<short id>`, with the base's last path part ('org/Model' -> 'Model')."""
     base = base_model.removeprefix("local:").rsplit("/", 1)[-1]
@@ -142,10 +153,7 @@ class AdapterStore:
             staging.mkdir()
             for f in (CONFIG, weights):
                 self.fs.get_file(self._path(name, f), str(staging / f))
-            h = hashlib.sha256()
-            for f in (CONFIG, weights):
-                h.update((staging / f).read_bytes())
-            if h.hexdigest()[:16] != version:
+            if directory_version(staging) != version:
                 raise AdapterError(f"adapter {name!r} changed while being loaded (wanted version {version})")
             staging.rename(target)
         except FileExistsError:
