@@ -26,6 +26,11 @@ class SamplingOptions:
     # vLLM's repetition detection (min_pattern_size, max_pattern_size, min_count); None: off.
     repetition_stop: tuple[int, int, int] | None = None
 
+    @property
+    def structured(self) -> bool:
+        """A JSON answer was asked for (response_format): guided decoding constrains it."""
+        return self.json_schema is not None or self.json_object
+
     def to_sampling_params(self, max_tokens: int) -> Any:
         """vLLM's SamplingParams (field names are vLLM's), streaming deltas; `max_tokens` is the replica's budget.
         Structured output allows no free whitespace between tokens: a small model can otherwise loop on it."""

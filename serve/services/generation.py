@@ -60,7 +60,7 @@ class Plan:
 
     @property
     def structured(self) -> bool:
-        return self.sampling.json_schema is not None or self.sampling.json_object
+        return self.sampling.structured
 
     def applied(self) -> dict[str, Any]:
         """What ran, for the response: retrieval (rag, hybrid) and sampling, and which came from the profile."""
@@ -177,10 +177,9 @@ class GenerationService:
         question = messages[-1]["content"] if messages else body.text()  # type: ignore[union-attr]
         if retrieval is not None:
             check_query(question, self.settings.search, "messages" if chat else "prompt")
-        structured = sampling.json_schema is not None or sampling.json_object
         grounded = self.settings.profile_spec.answer_adapter_default if body.grounded is None else body.grounded
         answer_adapter = self.answer_adapter() if route == "rag" and grounded \
-            and not structured else None  # a JSON answer is not what the adapter learned to write
+            and not sampling.structured else None  # a JSON answer is not what the adapter learned to write
         return Plan(route, body.model, adapter, messages, None if chat else question, sampling, retrieval,
                     request_id=request_id, sampling_from_profile=from_profile, answer_adapter=answer_adapter)
 
