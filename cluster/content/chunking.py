@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any
 
-from cluster.content.parsing import ParsedDocument
+from cluster.content.parsing import DocumentError, ParsedDocument
 
 if TYPE_CHECKING:
     from cluster.settings import Settings
-
-
-class Tokenizer(Protocol):
-    def __call__(self, text: list[str], *, add_special_tokens: bool = ..., return_offsets_mapping: bool = ...
-                 ) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -44,31 +39,45 @@ class Chunker:
         tokenizer = AutoTokenizer.from_pretrained(resolve(profile.embedder.model, settings.models_dir))
         return cls(tokenizer, profile.chunking.chunk_tokens, profile.chunking.overlap_tokens)
 
-    def __init__(self, tokenizer: Tokenizer, chunk_tokens: int, overlap_tokens: int) -> None:
-        self.tokenizer = tokenizer
-        if hasattr(tokenizer, "model_max_length"):
-            tokenizer.model_max_length = 1 << 30  # we count long texts on purpose; no truncation warnings
+    def __init__(self, tokenizer: Any, chunk_tokens: int, overlap_tokens: int) -> None:
+        """`tokenizer`: a transformers fast tokenizer. Counting goes to its Rust backend directly: the Python
+        wrapper converts every encoding to a dict (10 us each, holding the GIL), which was most of ingesting a
+        2 MB document of short paragraphs; the backend's batch calls release the GIL."""
+        from tokenizers import Tokenizer
+
+        self.tokenizer: Tokenizer = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self.tokenizer.no_truncation()  # we count long texts on purpose
+        self.tokenizer.no_padding()
         self.chunk_tokens = chunk_tokens
         self.overlap_tokens = overlap_tokens
 
     def count(self, texts: list[str]) -> list[int]:
         if not texts:
             return []
-        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        return [len(e) for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
 
-    def _windows(self, text: str, budget: int) -> list[str]:
-        """Cut one over-long paragraph at token boundaries, consecutive windows overlapping."""
-        offsets = self.tokenizer([text], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"][0]
+    def _windows(self, text: str, budget: int) -> list[tuple[str, int]]:
+        """Cut one over-long paragraph at token boundaries, consecutive windows overlapping; (text, tokens)."""
+        offsets = self.tokenizer.encode_batch([text], add_special_tokens=False)[0].offsets  # batch: frees the GIL
         step = max(1, budget - self.overlap_tokens)
         pieces = []
         for start in range(0, len(offsets), step):
             window = offsets[start:start + budget]
-            pieces.append(text[window[0][0]:window[-1][1]].strip())
+            pieces.append((text[window[0][0]:window[-1][1]].strip(), len(window)))
             if start + budget >= len(offsets):
                 break
-        return [p for p in pieces if p]
+        return [(p, n) for p, n in pieces if p]
 
-    def chunk(self, doc: ParsedDocument) -> list[Chunk]:
+    def chunk(self, doc: ParsedDocument, max_chunks: int | None = None) -> list[Chunk]:
+        """`max_chunks`: refuse (DocumentError) as soon as the token count shows the document cannot fit, before
+        the packing work: a 2 MB document is checked in one batch call of the tokenizer."""
+        counts = iter(self.count([s.heading for s in doc.sections] + [p for s in doc.sections for p in s.paragraphs]))
+        head_counts = [next(counts) for _ in doc.sections]
+        para_counts = [[next(counts) for _ in s.paragraphs] for s in doc.sections]
+        total = sum(head_counts) + sum(map(sum, para_counts))
+        if max_chunks is not None and total > max_chunks * self.chunk_tokens:
+            raise DocumentError(f"document would make at least {-(-total // self.chunk_tokens)} chunks ({total} "
+                                f"tokens), more than the limit of {max_chunks}")
         texts: list[str] = []
         current: list[str] = []
         current_tokens = 0
@@ -79,10 +88,9 @@ class Chunker:
                 texts.append("\n\n".join(current))
             current, current_tokens = [], 0
 
-        for section in doc.sections:
+        for section, head_count, para_tokens in zip(doc.sections, head_counts, para_counts):
             heading = section.heading
-            head_tokens = self.count([heading])[0] + 1 if heading else 0
-            para_tokens = self.count(list(section.paragraphs))
+            head_tokens = head_count + 1 if heading else 0
             section_tokens = head_tokens + sum(para_tokens) + 2 * len(para_tokens)
             if current and current_tokens + section_tokens > self.chunk_tokens:
                 flush()
@@ -93,21 +101,19 @@ class Chunker:
             # The section is too long for one chunk: paragraphs are packed, each chunk opens with the heading.
             budget = self.chunk_tokens - head_tokens
             prefix = [heading] if heading else []
-            body: list[str] = []
+            body: list[tuple[str, int]] = []
             body_tokens = 0
             for para, n in zip(section.paragraphs, para_tokens):
-                pieces = [para] if n <= budget else self._windows(para, budget)
-                for piece in pieces:
-                    n_piece = n if len(pieces) == 1 else self.count([piece])[0]
+                for piece, n_piece in [(para, n)] if n <= budget else self._windows(para, budget):
                     if body and body_tokens + n_piece + 2 > budget:
-                        texts.append("\n\n".join(prefix + body))
-                        tail = body[-1]
-                        tail_tokens = self.count([tail])[0]
-                        body, body_tokens = ([tail], tail_tokens + 2) if tail_tokens <= self.overlap_tokens else ([], 0)
-                    body.append(piece)
+                        texts.append("\n\n".join(prefix + [b for b, _ in body]))
+                        tail, tail_tokens = body[-1]
+                        body, body_tokens = ([body[-1]], tail_tokens + 2) if tail_tokens <= self.overlap_tokens \
+                            else ([], 0)
+                    body.append((piece, n_piece))
                     body_tokens += n_piece + 2
             if body:
-                current, current_tokens = prefix + body, head_tokens + body_tokens
+                current, current_tokens = prefix + [b for b, _ in body], head_tokens + body_tokens
         flush()
         counts = self.count(texts)
         return [Chunk(ordinal=i, text=t, token_count=n) for i, (t, n) in enumerate(zip(texts, counts))]

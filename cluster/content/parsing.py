@@ -88,7 +88,6 @@ def guess_content_type(name: str, text: str) -> ContentType:
 # ---------------------------------------------------------------------------------------------- parsing
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
-_ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+.:_])\1{2,}\s*$")
 
 
@@ -111,24 +110,50 @@ def _paragraphs(lines: Sequence[str]) -> list[str]:
     return [p for p in paragraphs if p]
 
 
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(\s[^<>]*)?/?>")
+
+
+def _atx_heading(line: str) -> str | None:
+    """The text of an ATX heading line ("## Title ##"), or None. String operations, not a regex: the obvious
+    pattern (spaces, lazy text, spaces, closing hashes, spaces) backtracks cubically on a long run of spaces."""
+    level = len(line) - len(line.lstrip("#"))
+    if not 1 <= level <= 6 or level == len(line) or not line[level].isspace():
+        return None
+    text = line[level:].strip()
+    unclosed = text.rstrip("#")
+    if unclosed != text and (not unclosed or unclosed[-1].isspace()):  # a closing sequence needs a space before it
+        text = unclosed.rstrip()
+    return text
+
+
+def _strip_html_comments(text: str) -> str:
+    """Drop `<!-- ... -->` in one forward scan (a lazy `<!--.*?-->` is quadratic on repeated `<!--`); an
+    unclosed comment is left as text."""
+    pieces, pos = [], 0
+    while (start := text.find("<!--", pos)) != -1:
+        end = text.find("-->", start + 4)
+        if end == -1:
+            break
+        pieces.append(text[pos:start])
+        pos = end + 3
+    pieces.append(text[pos:])
+    return "".join(pieces)
 
 
 def _split_markdown(text: str) -> list[tuple[str, list[str]]]:
     """ATX-heading sections; inline HTML (badges, layout) is dropped outside code fences: it is noise to search."""
     blocks: list[tuple[str, list[str]]] = [("", [])]
     in_fence = False
-    for line in _HTML_COMMENT.sub("", text).splitlines():
-        if _FENCE.match(line):
+    for line in _strip_html_comments(text).splitlines():  # the cheap `in` tests first: 2 MB can be 500k lines
+        if ("`" in line or "~" in line) and _FENCE.match(line):
             in_fence = not in_fence
         elif not in_fence:
-            line = _HTML_TAG.sub("", line)
-        match = None if in_fence else _ATX.match(line)
-        if match:
-            blocks.append((match.group(2).strip(), []))
-        else:
-            blocks[-1][1].append(line)
+            if "<" in line:
+                line = _HTML_TAG.sub("", line)
+            if line.startswith("#") and (heading := _atx_heading(line)) is not None:
+                blocks.append((heading, []))
+                continue
+        blocks[-1][1].append(line)
     return blocks
 
 
@@ -153,24 +178,45 @@ def _split_rst(text: str) -> list[tuple[str, list[str]]]:
     return blocks
 
 
-def _split_html(text: str) -> tuple[str, list[tuple[str, list[str]]]]:
-    from bs4 import BeautifulSoup
+_HTML_DROP = ("script", "style", "nav", "noscript", "template")
+_HTML_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_HTML_BLOCKS = frozenset({"p", "li", "pre", "td", "blockquote", "dd", "dt"})
 
-    soup = BeautifulSoup(text, "html.parser")
-    for tag in soup(["script", "style", "nav", "noscript", "template"]):
-        tag.decompose()
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+
+def _split_html(text: str) -> tuple[str, list[tuple[str, list[str]]]]:
+    """Headings and text blocks in document order. lxml (libxml2) builds the tree in C and caps its depth, and
+    the walk below visits each element once: both linear, unlike a Python tree builder with ancestor lookups."""
+    import lxml.html
+    from lxml import etree
+
+    try:
+        root = lxml.html.document_fromstring(text, parser=lxml.html.HTMLParser(huge_tree=True))
+    except (etree.ParserError, ValueError):
+        return "", [("", [])]
+    etree.strip_elements(root, etree.Comment, etree.ProcessingInstruction, *_HTML_DROP, with_tail=False)
+    title = " ".join((root.findtext(".//title") or "").split())
     blocks: list[tuple[str, list[str]]] = [("", [])]
-    body = soup.body or soup
-    for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "blockquote", "dd", "dt"]):
-        if el.find_parent(["p", "li", "pre", "td", "blockquote"]) is not None:
-            continue  # its text is already part of the enclosing block
-        if el.name.startswith("h"):
-            blocks.append((el.get_text(" ", strip=True), []))
-        else:
-            txt = el.get_text("\n" if el.name == "pre" else " ", strip=el.name != "pre")
-            if txt.strip():
-                blocks[-1][1].extend([txt, ""])
+
+    def add(text: str) -> None:
+        if text.strip():
+            blocks[-1][1].extend([text, ""])
+
+    body = root.find("body")
+    stack: list[Any] = [body if body is not None else root]  # elements, and the loose text between them
+    while stack:
+        el = stack.pop()
+        if isinstance(el, str):
+            add(" ".join(el.split()))
+        elif el.tag in _HTML_HEADINGS:
+            blocks.append((" ".join(" ".join(el.itertext()).split()), []))
+        elif el.tag == "pre":
+            add("".join(el.itertext()).strip("\n"))
+        elif el.tag in _HTML_BLOCKS:  # its text, nested elements included, is one block
+            add(" ".join(" ".join(el.itertext()).split()))
+        elif el.tag != "title":
+            for child in reversed(el):
+                stack.extend([child.tail or "", child])
+            add(" ".join((el.text or "").split()))
     return title, blocks
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from cluster.settings import Settings
 from tests.support.helpers import api_error
+from tests.support.hostile import WORST_CASES
 
 
 def _doc_count(api: httpx.Client) -> int:
@@ -114,3 +118,25 @@ def test_unknown_and_malformed_ids(api: httpx.Client) -> None:
     api_error(api.get(f"/v1/documents/{uuid.uuid4()}"), 404)
     api_error(api.get("/v1/documents/not-a-uuid"), 400)
     api_error(api.get("/v1/no-such-route"), 404)
+
+
+def test_healthz_answers_while_hostile_documents_are_parsed(live: Settings) -> None:
+    """Parsing runs beside the event loop and never holds the GIL for long: the ingress keeps answering while
+    documents at the size limit that used to freeze it (a 10 KB heading took 5.6 s) are parsed and refused."""
+    hostile = [WORST_CASES[name][1] for name in
+               ("atx heading, a run of spaces", "unclosed html comments", "one paragraph per line")]
+    with httpx.Client(base_url=live.http_url, timeout=120) as poster, \
+            httpx.Client(base_url=live.http_url, timeout=120) as prober, ThreadPoolExecutor(1) as pool:
+        posted = pool.submit(lambda: [poster.post("/v1/documents", json={"content": text, "content_type":
+                                                  "text/markdown"}) for text in hostile])
+        waits: list[float] = []
+        while not posted.done():
+            started = time.perf_counter()
+            assert prober.get("/healthz").status_code == 200
+            waits.append(time.perf_counter() - started)
+        responses = posted.result()
+    for response in responses:
+        message = api_error(response, 400)["message"]
+        assert "no text content" in message or "more than the limit" in message, message
+    assert len(waits) >= 5, waits  # the probe ran while the documents were being parsed
+    assert max(waits) < 1.0, waits
