@@ -217,6 +217,8 @@ class TrainingSpec(_Frozen):
         "Custom Ray resources a job asks for (`--entrypoint-resources`), e.g. to land on training nodes."))
     max_concurrent_jobs: PositiveInt = 1
     gpu_budget: float = Field(0.0, ge=0, description="GPUs all running jobs may hold together.")
+    job_timeout_s: PositiveInt = Field(6 * 3600, description=(
+        "Wall-clock limit of one job from its claim (a job's `hyperparameters.timeout_s` overrides it)."))
 
     @model_validator(mode="after")
     def _jobs_fit_budget(self) -> "TrainingSpec":

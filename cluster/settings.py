@@ -64,6 +64,8 @@ class FineTuningLimits(BaseSettings):
     max_examples: PositiveInt = 200_000
     max_length: PositiveInt = Field(1024, description="Default and maximum tokens of one formatted example.")
     poll_interval_s: float = Field(1.0, gt=0, le=60)
+    max_submit_attempts: PositiveInt = Field(5, description="Submissions Ray may refuse before the job fails.")
+    submit_retry_s: float = Field(2.0, ge=0, le=600, description="Pause after the first refusal; doubles each time.")
 
 
 class EvalLimits(BaseSettings):

@@ -201,6 +201,7 @@ class ProgressLog:
         self.history: list[dict[str, float]] = []
         self.eval_loss: float | None = None
         self.eval_step: int | None = None
+        self.diverged: str | None = None  # why training was stopped early, if it was
 
     def as_callback(self) -> Any:
         from transformers import TrainerCallback
@@ -213,6 +214,8 @@ class ProgressLog:
 
             def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
                 outer.on_log(state, logs or {})
+                if outer.diverged:
+                    control.should_training_stop = True
 
         return _Callback()
 
@@ -232,6 +235,15 @@ class ProgressLog:
         if "loss" in logs:
             self.history.append({k: v for k, v in entry.items() if v is not None})
         print(progress_line(entry), flush=True)
+        loss = logs.get("loss", logs.get("eval_loss"))
+        if isinstance(loss, (int, float)) and not math.isfinite(loss) and not self.diverged:
+            which = "training" if "loss" in logs else "validation"
+            self.diverged = (f"the {which} loss became {loss} at step {step} of {total}; "
+                             "try a lower learning_rate_multiplier")
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped because its loss went non-finite: nothing is published."""
 
 
 def train(p: Plan, output_dir: Path, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
@@ -284,6 +296,8 @@ def train(p: Plan, output_dir: Path, callbacks: Sequence[Any] = ()) -> dict[str,
     started = time.monotonic()
     result = trainer.train()
     runtime = time.monotonic() - started
+    if progress.diverged:
+        raise TrainingDiverged(progress.diverged)
     if p.eval and progress.eval_step != trainer.state.global_step:
         trainer.evaluate()  # logs through the progress callback
     eval_loss = progress.eval_loss
@@ -364,7 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetError, ValueError, AdapterError, OSError) as exc:
         print(note_line("refused", str(exc)), file=sys.stderr, flush=True)
         return EXIT_REFUSED
-    run(p)  # a failure here is a traceback in the job's log and exit code 1
+    try:
+        run(p)  # any other failure here is a traceback in the job's log and exit code 1
+    except TrainingDiverged as exc:
+        print(note_line("failed", str(exc)), file=sys.stderr, flush=True)
+        return EXIT_FAILED
     return 0
 
 

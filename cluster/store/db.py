@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+import math
 import signal
 import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -34,6 +36,22 @@ class DatabaseUnavailable(RuntimeError):
 
 class SchemaMismatch(RuntimeError):
     """The database was built for another embedder or holds an edited migration."""
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def jsonb(value: Any) -> str | None:
+    """A value as a jsonb parameter; NaN and infinities become null. Python writes them as `NaN`, which jsonb
+    refuses: one such number (a diverged training loss) used to fail every write of the dispatcher's tick."""
+    return None if value is None else json.dumps(_finite(value), allow_nan=False)
 
 
 # ------------------------------------------------------------------------------------- embedded server

@@ -18,6 +18,8 @@ from typing import Any, Literal, Sequence
 
 import asyncpg
 
+from cluster.store.db import jsonb
+
 Status = Literal["queued", "in_progress", "completed", "failed", "canceled"]
 Verdict = Literal["pass", "fail", "error", "unscored"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "canceled"})
@@ -87,8 +89,7 @@ def _row(cls: type, record: asyncpg.Record) -> Any:
     return cls(**values)
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, allow_nan=False)
+_json = jsonb  # a metric that came out NaN is stored as null, not refused by jsonb
 
 
 def new_id() -> str:

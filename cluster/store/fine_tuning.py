@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import asyncpg
 
+from cluster.store.db import jsonb
+
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -62,6 +64,8 @@ class FineTuningJob:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    submit_attempts: int = 0  # failed submissions to Ray so far (bounded: then the job fails)
+    retry_at: datetime | None = None  # no new submission before this
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ async def add_event(conn: asyncpg.Connection | asyncpg.Pool, job_id: str, messag
     await conn.execute(
         "INSERT INTO fine_tuning_events (job_id, level, type, message, data, dedupe_key) "
         "VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT (job_id, dedupe_key) DO NOTHING",
-        job_id, level, type, message, json.dumps(data) if data is not None else None, dedupe_key)
+        job_id, level, type, message, jsonb(data), dedupe_key)
 
 
 async def create_job(pool: asyncpg.Pool, *, job_id: str, model: str, training_file: str,
@@ -142,8 +146,8 @@ async def create_job(pool: asyncpg.Pool, *, job_id: str, model: str, training_fi
             "INSERT INTO fine_tuning_jobs (id, model, training_file, validation_file, suffix, hyperparameters, seed, "
             "priority, status, num_gpus, adapter_name, ray_submission_id, metadata) "
             "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, 'queued', $9, $10, $11, $12::jsonb) RETURNING *",
-            job_id, model, training_file, validation_file, suffix, json.dumps(hyperparameters), seed, priority,
-            num_gpus, adapter_name, f"ragtune-{job_id}", json.dumps(metadata) if metadata is not None else None)
+            job_id, model, training_file, validation_file, suffix, jsonb(hyperparameters), seed, priority,
+            num_gpus, adapter_name, f"ragtune-{job_id}", jsonb(metadata))
         await add_event(conn, job_id, f"Validated training file: {training_file}", dedupe_key="validated")
         await add_event(conn, job_id, "Fine-tuning job created and queued", dedupe_key="queued")
         return _row(FineTuningJob, row)
@@ -199,21 +203,24 @@ async def request_cancel(pool: asyncpg.Pool, job_id: str) -> FineTuningJob | Non
 
 # ------------------------------------------------------------------------------------ dispatcher's side
 
+CLAIM_LOCK = 0x72616763  # serializes claims: the running count and the claim must see the same state
+
+
 async def claim_next(pool: asyncpg.Pool, max_running: int, gpu_budget: float) -> FineTuningJob | None:
     """Move the next queued job (highest priority, then oldest) to running if the concurrency and GPU budget
-    allow it. Only the dispatcher holding the leader lock calls this, so two claims never race."""
+    allow it: counted and claimed in one statement, after a transaction lock that every claimer takes, so even two
+    dispatchers that both believe they lead (a lost lock connection) cannot run more than `max_running`."""
     async with pool.acquire() as conn, conn.transaction():
-        running = await conn.fetchrow("SELECT count(*) AS n, coalesce(sum(num_gpus), 0) AS gpus "
-                                      "FROM fine_tuning_jobs WHERE status = 'running'")
-        if running["n"] >= max_running:
-            return None
-        row = await conn.fetchrow("SELECT * FROM fine_tuning_jobs WHERE status = 'queued' "
-                                  "ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED")
-        if row is None or running["gpus"] + row["num_gpus"] > gpu_budget + 1e-9:
-            return None
-        row = await conn.fetchrow("UPDATE fine_tuning_jobs SET status = 'running', started_at = now() "
-                                  "WHERE id = $1 RETURNING *", row["id"])
-        return _row(FineTuningJob, row)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK)
+        row = await conn.fetchrow(
+            "WITH running AS (SELECT count(*) AS n, coalesce(sum(num_gpus), 0) AS gpus FROM fine_tuning_jobs "
+            "                 WHERE status = 'running'), "
+            "     next AS (SELECT id, num_gpus FROM fine_tuning_jobs WHERE status = 'queued' "
+            "              ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+            "UPDATE fine_tuning_jobs j SET status = 'running', started_at = now() FROM running, next "
+            "WHERE j.id = next.id AND running.n < $1 AND running.gpus + next.num_gpus <= $2 + 1e-9 RETURNING j.*",
+            max_running, gpu_budget)
+        return _row(FineTuningJob, row) if row else None
 
 
 async def running_jobs(pool: asyncpg.Pool) -> list[FineTuningJob]:
@@ -223,9 +230,22 @@ async def running_jobs(pool: asyncpg.Pool) -> list[FineTuningJob]:
 
 async def mark_submitted(pool: asyncpg.Pool, job_id: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("UPDATE fine_tuning_jobs SET submitted_at = coalesce(submitted_at, now()) WHERE id = $1",
-                           job_id)
+        await conn.execute("UPDATE fine_tuning_jobs SET submitted_at = coalesce(submitted_at, now()), retry_at = NULL "
+                           "WHERE id = $1", job_id)
         await add_event(conn, job_id, "Fine-tuning job started", dedupe_key="started")
+
+
+async def record_submit_failure(pool: asyncpg.Pool, job_id: str, retry_in_s: float) -> int:
+    """Count a failed submission and hold the next one back `retry_in_s`; returns the failures so far."""
+    async with pool.acquire() as conn, conn.transaction():
+        attempts = await conn.fetchval(
+            "UPDATE fine_tuning_jobs SET submit_attempts = submit_attempts + 1, "
+            "retry_at = now() + make_interval(secs => $2) WHERE id = $1 AND status = 'running' "
+            "RETURNING submit_attempts", job_id, retry_in_s)
+        if attempts is not None:
+            await add_event(conn, job_id, f"Submitting the training job failed (attempt {attempts}); retrying",
+                            level="warn", dedupe_key=f"submit_failed:{attempts}")
+        return attempts or 0
 
 
 async def record_progress(pool: asyncpg.Pool, job_id: str, log_offset: int,
@@ -248,7 +268,7 @@ async def finish(pool: asyncpg.Pool, job_id: str, status: Status, message: str, 
             "trained_tokens = $5, metrics = $6::jsonb, error = $7::jsonb, finished_at = now() "
             "WHERE id = $1 AND status = 'running' RETURNING *",
             job_id, status, fine_tuned_model, adapter_version, trained_tokens,
-            json.dumps(metrics) if metrics is not None else None, json.dumps(error) if error is not None else None)
+            jsonb(metrics), jsonb(error))
         if row is not None:
             await add_event(conn, job_id, message, level=level, dedupe_key=status)
         return _row(FineTuningJob, row) if row else None

@@ -6,20 +6,22 @@ into job events by the dispatcher. Writer and parser live here together so they 
     plan: method=lora (...) on CPU; base ...; adapter ...
     dataset: <uri> sha256 ...: 144 train / 16 eval examples, 9120 tokens
     refused: <why the dataset or config was refused>
+    failed: <why training stopped, e.g. a loss that went non-finite>
 
-Each parsed event carries a dedupe key (`step:10`, `eval:12`, `plan`, `dataset`, `refused`): the dispatcher may
+Each parsed event carries a dedupe key (`step:10`, `eval:12`, `plan`, `dataset`, `refused`, `failed`): the dispatcher may
 read the same lines again after a restart, and the keys make replays add nothing. Their meaning must not change.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
-Note = Literal["plan", "dataset", "refused"]
+Note = Literal["plan", "dataset", "refused", "failed"]
 
 _PROGRESS = re.compile(r"^progress (.*)$")
-_NOTE = re.compile(r"^(plan|dataset|refused): (.*)$")
+_NOTE = re.compile(r"^(plan|dataset|refused|failed): (.*)$")
 _KV = re.compile(r"(\w+)=(\S+)")
 # progress field -> event data field (the names OpenAI's fine-tuning events use where it has one)
 _DATA = (("loss", "train_loss"), ("eval_loss", "valid_loss"), ("tokens_per_s", "tokens_per_s"), ("eta_s", "eta_s"),
@@ -41,6 +43,15 @@ def note_line(kind: Note, text: str) -> str:
     return f"{kind}: {text}"
 
 
+def _number(text: str) -> float | None:
+    """A logged number; None for what is not a finite one (`nan`, `inf`: JSON has no such numbers)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def parse_events(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
     """Job log lines -> (dedupe key, event) pairs; replaying the same lines yields the same keys."""
     events: list[tuple[str, dict[str, Any]]] = []
@@ -48,9 +59,9 @@ def parse_events(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
         line = line.strip()
         if m := _PROGRESS.match(line):
             kv = dict(_KV.findall(m.group(1)))
-            step, total = int(kv.get("step", 0)), int(kv.get("total", 0))
+            step, total = int(_number(kv.get("step", "0")) or 0), int(_number(kv.get("total", "0")) or 0)
             data: dict[str, Any] = {"step": step, "total_steps": total}
-            data.update({name: float(kv[key]) for key, name in _DATA if key in kv})
+            data.update({name: _number(kv[key]) for key, name in _DATA if key in kv})
             if kv.get("event") == "eval":
                 events.append((f"eval:{step}", {"type": "metrics", "data": data,
                                                 "message": f"Step {step}/{total}: validation loss={kv['eval_loss']}"}))
@@ -61,6 +72,8 @@ def parse_events(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
             kind, text = m.groups()
             if kind == "refused":
                 events.append(("refused", {"message": f"Training data refused: {text}", "level": "error"}))
+            elif kind == "failed":
+                events.append(("failed", {"message": f"Training stopped: {text}", "level": "error"}))
             else:
                 events.append((kind, {"message": line}))
     return events

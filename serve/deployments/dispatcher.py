@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
+from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 import asyncpg
@@ -43,6 +44,23 @@ class JobsClient(Protocol):
     def get_job_info(self, job_id: str) -> Any: ...
     def get_job_logs(self, job_id: str) -> str: ...
     def stop_job(self, job_id: str) -> bool: ...
+
+
+class LostLeadership(RuntimeError):
+    """The leader lock's connection is gone or no longer holds the lock: another dispatcher may lead now."""
+
+
+async def assert_leader(lock_conn: asyncpg.Connection) -> None:
+    """Checked before every tick: a terminated lock connection releases the lock in Postgres while this process
+    would go on ticking through the pool's other connections."""
+    try:
+        held = await lock_conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 "
+            "AND objsubid = 1 AND pid = pg_backend_pid() AND granted", LEADER_LOCK)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise LostLeadership(f"the leader lock's connection failed: {exc}") from None
+    if not held:
+        raise LostLeadership("the leader lock is no longer held")
 
 
 def train_entrypoint(job: ft.FineTuningJob, training: ft.TrainingFile,
@@ -132,18 +150,29 @@ class Dispatcher:
                 await asyncio.sleep(interval)
             try:
                 while True:
+                    await assert_leader(lock_conn)
                     await self.tick()
                     await self._nap(interval)
             finally:
-                await lock_conn.execute("SELECT pg_advisory_unlock($1)", LEADER_LOCK)
+                try:
+                    await lock_conn.execute("SELECT pg_advisory_unlock($1)", LEADER_LOCK)
+                except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                    pass  # the connection is gone, and the lock with it
 
     async def tick(self) -> None:
-        """Follow every running job, then start queued ones while the budget allows."""
+        """Follow every running job, then start queued ones while the budget allows. One job's trouble (Ray
+        refusing it, a log it cannot read) is logged and left for the next tick; it never stops the others."""
         assert self.pool is not None
         for job in await ft.running_jobs(self.pool):
-            await self.follow(job)
+            try:
+                await self.follow(job)
+            except Exception:  # noqa: BLE001
+                log.exception("dispatcher: following fine-tuning job %s failed", job.id)
         while (job := await ft.claim_next(self.pool, self.spec.max_concurrent_jobs, self.spec.gpu_budget)):
-            await self.submit(job)
+            try:
+                await self.submit(job)
+            except Exception:  # noqa: BLE001
+                log.exception("dispatcher: submitting fine-tuning job %s failed", job.id)
         for run in await evals.dispatched(self.pool):
             try:
                 await self.follow_eval(run)
@@ -183,11 +212,31 @@ class Dispatcher:
                             entrypoint_num_gpus=job.num_gpus or None,
                             entrypoint_resources=self.spec.resources or None,
                             metadata={"ragtune_job": job.id, "adapter": job.adapter_name})
-        except RuntimeError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever Ray said, the retry is bounded
             if "already exists" not in str(exc):
-                raise
+                await self._submit_failed(job, exc)
+                return
         await ft.mark_submitted(self.pool, job.id)
         log.info("dispatcher: submitted %s as Ray job %s", job.id, job.ray_submission_id)
+
+    async def _submit_failed(self, job: ft.FineTuningJob, exc: Exception) -> None:
+        """Count the failure; after `max_submit_attempts` the job fails (the reason in the logs, not the
+        response: Ray's messages carry addresses), else it is retried after a growing pause."""
+        assert self.pool is not None
+        limits = self.settings.fine_tuning
+        attempts = await ft.record_submit_failure(
+            self.pool, job.id, limits.submit_retry_s * 2 ** min(job.submit_attempts, 10))
+        log.warning("dispatcher: Ray refused %s (attempt %d of %d): %s", job.id, attempts,
+                    limits.max_submit_attempts, exc)
+        if attempts >= limits.max_submit_attempts:
+            await ft.finish(self.pool, job.id, "failed", f"Fine-tuning job failed: it could not be submitted to Ray "
+                            f"({attempts} attempts)", level="error",
+                            error={"code": "submission_failed", "param": None, "message": (
+                                f"the training job could not be submitted after {attempts} attempts; the "
+                                "cluster's logs have the reason")})
+
+    def _timeout_s(self, job: ft.FineTuningJob) -> float:
+        return float(job.hyperparameters.get("timeout_s") or self.spec.job_timeout_s)
 
     async def follow(self, job: ft.FineTuningJob) -> None:
         assert self.pool is not None
@@ -195,7 +244,7 @@ class Dispatcher:
         if info is None:  # claimed, then the dispatcher died before Ray got it: submit now (same id)
             if job.cancel_requested:
                 await ft.finish(self.pool, job.id, "cancelled", "Job cancelled before it started")
-            else:
+            elif job.retry_at is None or job.retry_at <= datetime.now(timezone.utc):
                 await self.submit(job)
             return
         if job.submitted_at is None:
@@ -204,6 +253,10 @@ class Dispatcher:
         status = str(getattr(info.status, "value", info.status))
         if job.cancel_requested and status in ("PENDING", "RUNNING"):
             await self._ray("stop_job", job.ray_submission_id)
+            return
+        if status in ("PENDING", "RUNNING") and job.started_at is not None and \
+                (datetime.now(timezone.utc) - job.started_at).total_seconds() > self._timeout_s(job):
+            await self._timed_out(job)
             return
         if status == "SUCCEEDED":
             await self._succeeded(job)
@@ -239,10 +292,27 @@ class Dispatcher:
         assert self.pool is not None
         refused = await self.pool.fetchval(
             "SELECT message FROM fine_tuning_events WHERE job_id = $1 AND dedupe_key = 'refused'", job.id)
+        stopped = await self.pool.fetchval(
+            "SELECT message FROM fine_tuning_events WHERE job_id = $1 AND dedupe_key = 'failed'", job.id)
         code = "invalid_training_file" if refused or info.driver_exit_code == 2 else "training_failed"
-        message = refused or info.message or "the training job failed"
+        # Ray's own message is a traceback tail with paths: it goes to the logs, the job says what it knows.
+        if not (refused or stopped):
+            log.warning("dispatcher: %s failed: %s", job.id, info.message)
+        message = refused or stopped or "the training job failed; the cluster's logs have the details"
         await ft.finish(self.pool, job.id, "failed", f"Fine-tuning job failed: {message}", level="error",
                         error={"code": code, "message": message, "param": "training_file" if refused else None})
+
+    async def _timed_out(self, job: ft.FineTuningJob) -> None:
+        """Over its time limit: stopped, failed, and any adapter it managed to publish removed."""
+        assert self.pool is not None
+        limit = self._timeout_s(job)
+        await self._ray("stop_job", job.ray_submission_id)
+        ref = await asyncio.to_thread(self.store.get, job.adapter_name)
+        if ref is not None and ref.metadata.get("job_id") == job.id:
+            await asyncio.to_thread(self.store.delete, job.adapter_name)
+        await ft.finish(self.pool, job.id, "failed", f"Fine-tuning job failed: it ran longer than {limit:.0f} s",
+                        level="error", error={"code": "timeout", "param": "hyperparameters.timeout_s", "message": (
+                            f"the training job ran longer than its limit of {limit:.0f} s and was stopped")})
 
     async def _cancelled(self, job: ft.FineTuningJob) -> None:
         """Stopped by a cancellation. A job stopped after its atomic publish would leave an adapter behind: the

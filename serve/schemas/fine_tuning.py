@@ -56,6 +56,8 @@ class Hyperparameters(StrictRequest):
     lora_rank: int | None = Field(None, ge=1, le=256)
     lora_alpha: int | None = Field(None, ge=1, le=1024)
     max_length: int | None = Field(None, ge=16, description="Tokens per example (at most the server's limit).")
+    timeout_s: int | None = Field(None, ge=60, le=7 * 86400, description=(
+        "Wall-clock limit from the job's start; then it is stopped and fails (default: the profile's)."))
 
 
 class SupervisedMethod(StrictRequest):
@@ -71,7 +73,8 @@ class FineTuningJobCreate(StrictRequest):
     model: str
     training_file: str
     validation_file: str | None = None
-    suffix: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9._-]*$")
+    # Not starting with "-" or ".": the suffix becomes part of a model name and of the training job's arguments.
+    suffix: str | None = Field(None, max_length=64, pattern=r"^([A-Za-z0-9_][A-Za-z0-9._-]*)?$")
     hyperparameters: Hyperparameters | None = None
     method: Method | None = None
     seed: int | None = Field(None, ge=0, le=2**31 - 1)

@@ -123,7 +123,7 @@ class FineTuningService:
         return {"n_epochs": epochs, "batch_size": batch, "learning_rate_multiplier": multiplier,
                 "learning_rate": BASE_LEARNING_RATE * multiplier, "max_steps": h.max_steps, "lora_rank": h.lora_rank,
                 "lora_alpha": h.lora_alpha, "max_length": h.max_length or self.limits.max_length,
-                "system_prompt": body.system_prompt}
+                "system_prompt": body.system_prompt, "timeout_s": h.timeout_s or self.training.job_timeout_s}
 
     async def create_job(self, body: FineTuningJobCreate) -> ft.FineTuningJob:
         if body.model not in (self.base_model, self.settings.llm_spec.model):

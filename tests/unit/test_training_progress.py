@@ -55,3 +55,31 @@ def test_the_training_callbacks_lines_become_step_and_eval_events(capsys: pytest
     assert events[0][1]["data"]["train_loss"] == 2.5 and events[0][1]["data"]["total_steps"] == 12
     assert events[1][1]["data"]["valid_loss"] == 2.1 and events[1][1]["message"] == "Step 4/12: validation loss=2.1000"
     assert log.history[0]["loss"] == 2.5 and len(log.history) == 1
+
+
+def test_non_finite_numbers_in_a_log_line_are_null_and_a_stop_is_an_error_event() -> None:
+    events = dict(parse_events(["progress event=train step=3 total=9 loss=nan lr=inf tokens=12 eta_s=-inf",
+                                "failed: the training loss became nan at step 3 of 9"]))
+    assert events["step:3"]["data"] == {"step": 3, "total_steps": 9, "train_loss": None, "learning_rate": None,
+                                        "tokens": 12.0, "eta_s": None}
+    assert events["failed"]["level"] == "error" and "loss became nan" in events["failed"]["message"]
+
+
+def test_jsonb_parameters_hold_no_nan() -> None:
+    from cluster.store.db import jsonb
+
+    assert jsonb({"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": -float("inf")}}) == \
+        '{"a": null, "b": [1.5, null], "c": {"d": null}}'
+    assert jsonb(None) is None and jsonb({"x": 1}) == '{"x": 1}'
+
+
+def test_a_loss_that_goes_non_finite_stops_training_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    log = ProgressLog()
+    state = SimpleNamespace(global_step=5, max_steps=12, num_input_tokens_seen=100)
+    log.on_log(state, {"loss": 1.2})
+    assert log.diverged is None
+    log.on_log(state, {"loss": float("nan")})
+    assert log.diverged and "training loss became nan at step 5 of 12" in log.diverged
+    control = SimpleNamespace(should_training_stop=False)
+    log.as_callback().on_log(None, state, control, logs={"loss": 0.5})
+    assert control.should_training_stop  # the callback stops the trainer once it has diverged
