@@ -55,6 +55,17 @@ class IngestLimits(BaseSettings):
     max_chunks_per_document: PositiveInt = 2_000
 
 
+class HttpLimits(BaseSettings):
+    """Bounds on any request body, checked before it is parsed: by Content-Length, then while it streams in."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGTUNE_HTTP_", frozen=True)
+
+    max_json_bytes: PositiveInt = Field(32_000_000, description=(
+        "A JSON body: room for 8 documents at the 2 MB limit with JSON escaping, or a long chat."))
+    max_upload_bytes: PositiveInt = Field(64_000_000, description=(
+        "A multipart upload: a training file at its 50 MB limit, or several documents."))
+
+
 class FineTuningLimits(BaseSettings):
     """The fine-tuning queue: what an upload may be, and how often the dispatcher looks at the queue."""
 
@@ -113,6 +124,7 @@ class Settings(BaseSettings):
     db_pool_max: PositiveInt = 8
     search: SearchLimits = Field(default_factory=SearchLimits)
     ingest: IngestLimits = Field(default_factory=IngestLimits)
+    http: HttpLimits = Field(default_factory=HttpLimits)
     fine_tuning: FineTuningLimits = Field(default_factory=FineTuningLimits)
     evals: EvalLimits = Field(default_factory=EvalLimits)
 

@@ -82,8 +82,9 @@ async def run(config: IngestConfig) -> Progress:
         async with gate:
             source = str(path.relative_to(config.directory))
             try:
+                # The source is the path under the directory; the host's own path is not the reader's business.
                 document = ingester.prepare_file(path.read_bytes(), source, SUFFIX_TYPES.get(path.suffix.lower()),
-                                                 metadata={"path": str(path)})
+                                                 metadata={"collection": config.directory.name})
                 result = (await ingester.write(pool, [document]))[0]
                 setattr(progress, result.status, getattr(progress, result.status) + 1)
                 progress.chunks += len(document.chunks) if result.status != "unchanged" else 0

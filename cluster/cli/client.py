@@ -7,6 +7,7 @@ command should end with: 2 for a refused request (4xx), 1 for an unreachable or 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Callable, Iterator
 
 import httpx
@@ -32,9 +33,13 @@ def _message(response: httpx.Response) -> str:
 
 
 class RagtuneClient:
-    def __init__(self, url: str, timeout_s: float = 600) -> None:
+    def __init__(self, url: str, timeout_s: float = 600, api_key: str | None = None) -> None:
+        """`api_key`: sent as `Authorization: Bearer`; default `RAGTUNE_API_KEY` (none is needed on loopback
+        while the cluster has no keys)."""
         self.url = url
-        self.http = httpx.Client(base_url=url, timeout=timeout_s)
+        key = api_key or os.environ.get("RAGTUNE_API_KEY")
+        self.http = httpx.Client(base_url=url, timeout=timeout_s,
+                                 headers={"Authorization": f"Bearer {key}"} if key else None)
 
     def __enter__(self) -> "RagtuneClient":
         return self

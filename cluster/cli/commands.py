@@ -25,7 +25,10 @@ evals_app = typer.Typer(help="Eval runs recorded on the cluster (POST /v1/evals;
 app.add_typer(models_app, name="models")
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(adapters_app, name="adapters")
+keys_app = typer.Typer(help="API keys (`Authorization: Bearer`); stored hashed in the cluster's database.",
+                       no_args_is_help=True)
 app.add_typer(evals_app, name="evals")
+app.add_typer(keys_app, name="keys")
 
 
 def say_error(message: str) -> None:
@@ -230,6 +233,62 @@ def adapters_remove(name: str) -> None:
     if not AdapterStore.from_settings(s).delete(name):
         fail(f"no adapter named {name!r}")
     typer.echo(f"removed {name}")
+
+
+def _with_database(action):  # noqa: ANN001, ANN202 - one async call against the cluster's database
+    import asyncio
+
+    from cluster.store import db
+
+    async def run():  # noqa: ANN202
+        try:
+            pool = await db.open_pool(settings(), max_size=2)
+        except (db.DatabaseUnavailable, OSError) as exc:
+            fail(f"cannot reach the database ({exc}); `ragtune up` starts it")
+        try:
+            return await action(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Option(help="What the key is for (shown by `keys list`).")],
+                scope: Annotated[str, typer.Option(help="use: model endpoints; admin: everything.")] = "use") -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from cluster.store import api_keys
+
+    if scope not in api_keys.SCOPES:
+        fail(f"--scope must be one of {', '.join(api_keys.SCOPES)}, got {scope!r}", 2)
+    try:
+        record, key = _with_database(lambda pool: api_keys.create(pool, name, scope))  # type: ignore[arg-type]
+    except ValueError as exc:
+        fail(str(exc), 2)
+    typer.echo(f"created {record.id} ({record.scope}, {record.name!r}); the key, shown only now:")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(revoked: Annotated[bool, typer.Option(help="Include revoked keys.")] = False) -> None:
+    """Keys by id, scope, name and prefix (never the key)."""
+    from cluster.store import api_keys
+
+    keys = _with_database(lambda pool: api_keys.list_keys(pool, include_revoked=revoked))
+    typer.echo(f"{len(keys)} keys" + ("" if keys else ": the ingress serves loopback clients without one"))
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        typer.echo(f"  {k.id}  {k.scope:<5}  {k.prefix}...  {state:<22}  {k.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (`ragtune keys list`).")]) -> None:
+    """Revoke a key: the next request with it is a 401, on every replica."""
+    from cluster.store import api_keys
+
+    if _with_database(lambda pool: api_keys.revoke(pool, key_id)) is None:
+        fail(f"no active key with id {key_id!r}", 2)
+    typer.echo(f"revoked {key_id}")
 
 
 def print_answer(payload: dict) -> None:

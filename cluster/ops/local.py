@@ -200,6 +200,34 @@ def check_models(settings: Settings) -> None:
         resolve(ref, settings.models_dir)
 
 
+def require_keys_beyond_loopback(settings: Settings) -> None:
+    """Serving beyond loopback without an API key would open the cluster (documents, fine-tuning) to the
+    network: refused, with the database left running so that a key can be created."""
+    import asyncio
+    import ipaddress
+
+    from cluster.store import api_keys
+
+    host = "127.0.0.1" if settings.host == "localhost" else settings.host
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass  # a host name: treated as reachable from outside
+
+    async def count() -> bool:
+        pool = await db.open_pool(settings, max_size=1)
+        try:
+            return await api_keys.user_keys_exist(pool)
+        finally:
+            await pool.close()
+
+    if not asyncio.run(count()):
+        raise RuntimeError(f"refusing to serve on {settings.host}: the cluster has no API key, so anyone who can "
+                           "reach it could use it. The database is running: create a key with `ragtune keys create "
+                           "--name admin --scope admin`, then run `ragtune up` again")
+
+
 def up(settings: Settings, echo: Callable[[str], None] = print, wait: bool = True) -> LocalState:
     check_models(settings)
     state = LocalState.load(settings)
@@ -210,6 +238,7 @@ def up(settings: Settings, echo: Callable[[str], None] = print, wait: bool = Tru
             state.started_db = True
         else:
             echo("embedded PostgreSQL already running")
+    require_keys_beyond_loopback(settings)
     if settings.ray_address:
         address = settings.ray_address
         echo(f"joining the Ray cluster at {address}")

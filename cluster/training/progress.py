@@ -18,6 +18,8 @@ import math
 import re
 from typing import Any, Literal
 
+from cluster.redaction import redact
+
 Note = Literal["plan", "dataset", "refused", "failed"]
 
 _PROGRESS = re.compile(r"^progress (.*)$")
@@ -70,6 +72,8 @@ def parse_events(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
                                                 "message": f"Step {step}/{total}: training loss={kv.get('loss')}"}))
         elif m := _NOTE.match(line):
             kind, text = m.groups()
+            text = redact(text)  # events are read by API clients: the job's file paths stay in its log
+            line = f"{kind}: {text}"
             if kind == "refused":
                 events.append(("refused", {"message": f"Training data refused: {text}", "level": "error"}))
             elif kind == "failed":

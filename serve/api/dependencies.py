@@ -49,6 +49,17 @@ def current_metrics() -> IngressMetrics | None:
     return _installed.metrics if _installed is not None else None
 
 
+def body_limits() -> tuple[int, int]:
+    """(JSON, multipart) body limits of this replica's settings; the defaults before the services exist."""
+    limits = (_installed.settings if _installed is not None else Settings()).http
+    return limits.max_json_bytes, limits.max_upload_bytes
+
+
+async def database_pool() -> Any:
+    """This replica's pool (opened on first use)."""
+    return await _services().db.get()
+
+
 def _services() -> Services:
     if _installed is None:
         raise RuntimeError("the ingress's services are not installed (the Ingress deployment installs them)")

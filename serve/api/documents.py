@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, File, Form, Query, UploadFile
 
 from cluster.store.knowledge import UpsertResult
+from serve.api.body_guard import body_problem
 from serve.api.dependencies import ServicesDep
 from serve.schemas.documents import (
     ChunkOut, Deleted, DocumentDetail, DocumentList, DocumentsBody, DocumentsIn, IngestResponse, IngestResult,
@@ -39,6 +40,9 @@ async def upload_documents(files: Annotated[list[UploadFile], File()], s: Servic
     s.knowledge.check_count(len(files))  # before reading any of them
     meta = {}
     if metadata:
+        if (problem := body_problem(metadata.encode())) is not None:  # the JSON body guard's checks, for a form
+            raise invalid(f"metadata.{problem[0]}: {problem[1]}" if problem[0] != "body" else
+                          f"metadata: {problem[1]}", param="metadata")
         try:
             meta = json.loads(metadata)
         except ValueError:

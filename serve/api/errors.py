@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cluster.content.parsing import DocumentError
+from cluster.redaction import redact
 from cluster.store.db import DatabaseUnavailable
 from serve.api.dependencies import current_services
 from serve.schemas.common import ErrorDetail, ErrorResponse
@@ -31,7 +32,8 @@ DATABASE_ERRORS = (DatabaseUnavailable, asyncpg.PostgresConnectionError, asyncpg
 
 
 def _body(status: int, message: str, type: str, param: str | None = None, code: str | None = None) -> JSONResponse:
-    payload = ErrorResponse(error=ErrorDetail(message=message, type=type, param=param, code=code))
+    """Every error response is made here: the message is redacted (libraries name paths and hosts in theirs)."""
+    payload = ErrorResponse(error=ErrorDetail(message=redact(message), type=type, param=param, code=code))
     return JSONResponse(status_code=status, content=payload.model_dump())
 
 
@@ -72,11 +74,21 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
-        return _body(exc.status_code, str(exc.detail), kind, None, kind if exc.status_code == 404 else None)
+        code = {404: "not_found", 413: "request_too_large"}.get(exc.status_code)
+        return _body(exc.status_code, str(exc.detail), kind, None, code)
 
     @app.exception_handler(DocumentError)
     async def _document(_: Request, exc: DocumentError) -> JSONResponse:
         return _body(400, str(exc), "invalid_request_error", "documents", "invalid_document")
+
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    async def _unstorable(_: Request, exc: asyncpg.PostgresError) -> JSONResponse:
+        """A value the database cannot store (a NUL in a query parameter or form field the body guard does not
+        see): the client's input, not a server error."""
+        log.info("refused a value the database cannot store: %r", exc)
+        return _body(400, "a value contains a character the database cannot store (NUL, \\u0000)",
+                     "invalid_request_error", None, "invalid_value")
 
     for db_error in DATABASE_ERRORS:
         app.add_exception_handler(db_error, _database_unavailable)

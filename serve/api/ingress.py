@@ -17,6 +17,8 @@ from cluster.settings import Settings
 from cluster.store.adapters import AdapterStore
 from cluster.store.db import LazyPool
 from serve.api import dependencies, documents, errors, evals, fine_tuning, generation, operations, retrieval
+from serve.api.auth import ApiKeyAuth
+from serve.api.body_guard import BodyGuard
 from serve.api.dependencies import Services
 from serve.observability.metrics import IngressMetrics
 from serve.observability.request_log import RequestObserver
@@ -35,6 +37,8 @@ app = FastAPI(
     responses={400: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
 errors.install(app)
+app.add_middleware(BodyGuard, limits=dependencies.body_limits)
+app.add_middleware(ApiKeyAuth, pool=dependencies.database_pool)  # outside the guard: no body read before the key
 # Outermost: it sees every response, errors included, and measures streams to their last byte.
 app.add_middleware(RequestObserver, metrics=dependencies.current_metrics)
 for area in (operations, documents, retrieval, generation, fine_tuning, evals):

@@ -25,8 +25,9 @@ from typing import Any, Callable, Protocol
 
 import asyncpg
 
+from cluster.redaction import redact
 from cluster.settings import Settings
-from cluster.store import db
+from cluster.store import api_keys, db
 from cluster.store import evals
 from cluster.store import fine_tuning as ft
 from cluster.store.adapters import AdapterStore
@@ -57,8 +58,8 @@ async def assert_leader(lock_conn: asyncpg.Connection) -> None:
         held = await lock_conn.fetchval(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 "
             "AND objsubid = 1 AND pid = pg_backend_pid() AND granted", LEADER_LOCK)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        raise LostLeadership(f"the leader lock's connection failed: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a lock that cannot be verified is not held (asyncpg raises several kinds)
+        raise LostLeadership(f"the leader lock's connection failed: {exc!r}") from None
     if not held:
         raise LostLeadership("the leader lock is no longer held")
 
@@ -100,6 +101,7 @@ class Dispatcher:
         self._task: asyncio.Task | None = None
         self.pool: asyncpg.Pool | None = None
         self._woken = asyncio.Event()
+        self.eval_key: str | None = None  # the cluster's own API key, registered on the first eval submission
 
     def wake(self) -> None:
         """Tick now rather than at the next poll (a job was created or cancelled)."""
@@ -298,7 +300,7 @@ class Dispatcher:
         # Ray's own message is a traceback tail with paths: it goes to the logs, the job says what it knows.
         if not (refused or stopped):
             log.warning("dispatcher: %s failed: %s", job.id, info.message)
-        message = refused or stopped or "the training job failed; the cluster's logs have the details"
+        message = redact(refused or stopped or "the training job failed; the cluster's logs have the details")
         await ft.finish(self.pool, job.id, "failed", f"Fine-tuning job failed: {message}", level="error",
                         error={"code": code, "message": message, "param": "training_file" if refused else None})
 
@@ -327,10 +329,14 @@ class Dispatcher:
 
     async def submit_eval(self, run: evals.EvalRun) -> None:
         assert self.pool is not None and run.ray_submission_id is not None
+        # The eval job calls the ingress: with the cluster's own key, which works once user keys exist.
+        if self.eval_key is None:
+            self.eval_key = await api_keys.internal_key(self.pool, self.settings.state_dir)
         try:
             await self._ray("submit_job", entrypoint=shlex.join(eval_entrypoint(run)),
                             submission_id=run.ray_submission_id,
-                            runtime_env={"env_vars": self.settings.environment() | {"HF_HUB_OFFLINE": "1"}},
+                            runtime_env={"env_vars": self.settings.environment() | {"HF_HUB_OFFLINE": "1",
+                                                                                     "RAGTUNE_API_KEY": self.eval_key}},
                             metadata={"ragtune_eval": run.id, "attempt": str(run.attempt)})
         except RuntimeError as exc:
             if "already exists" not in str(exc):

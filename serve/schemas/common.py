@@ -10,6 +10,17 @@ from cluster.store.knowledge import SearchMode
 
 Route = Literal["rag", "finetuned", "hybrid", "plain"]
 
+# Bounds of one request, part of the API's contract (published in /openapi.json): a body under the size limit
+# can still ask for unbounded work (100k rerank documents, a 10 MB query), so each field has its own. They follow
+# OpenAI's where it has one (2,048 embedding inputs, 4 stop sequences).
+MAX_QUERY_CHARS = 4_000
+MAX_TEXT_CHARS = 32_000  # one embedding input or rerank document (the models read far less)
+MAX_RERANK_DOCUMENTS = 1_000
+MAX_EMBEDDING_INPUTS = 2_048
+MAX_MESSAGES = 256
+MAX_PROMPT_CHARS = 200_000  # all of a chat's messages, or one completion prompt
+INT64 = 2**63 - 1
+
 
 class StrictRequest(BaseModel):
     """Every request body: an unknown field is a 400 (a typo in `route` must not silently change behaviour)."""

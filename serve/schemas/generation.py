@@ -14,7 +14,9 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from cluster.profiles import RepetitionStop, Sampling
 from serve.deployments.llm_protocol import SamplingOptions
-from serve.schemas.common import RetrievalApplied, Route, SamplingApplied, StageTimings, StrictRequest
+from serve.schemas.common import (
+    INT64, MAX_MESSAGES, MAX_PROMPT_CHARS, RetrievalApplied, Route, SamplingApplied, StageTimings, StrictRequest,
+)
 from serve.schemas.retrieval import SearchFiltersIn
 
 
@@ -80,8 +82,8 @@ class _GenerationRequest(StrictRequest):
     n: Literal[1] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: str | list[str] | None = Field(None, description="Up to 4 sequences of up to 256 characters.")
+    seed: int | None = Field(None, ge=-INT64 - 1, le=INT64)
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     user: str | None = None
@@ -100,6 +102,14 @@ class _GenerationRequest(StrictRequest):
         "rag: answer through the profile's grounded-answering adapter (on cpu-dev; the gpu profile has none). "
         "Default: where the profile has one. The response's `answer_adapter` says which answered."))
 
+
+    @field_validator("stop")
+    @classmethod
+    def _bounded_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [] if value is None else [value] if isinstance(value, str) else value
+        if len(stops) > 4 or any(len(stop) > 256 for stop in stops):
+            raise ValueError("at most 4 stop sequences of at most 256 characters each")
+        return value
     def to_sampling_options(self, max_tokens: int | None, defaults: Sampling,
                             repetition_stop: RepetitionStop | None = None) -> SamplingOptions:
         """What the LLM deployment samples with (`max_tokens` already checked against the model); what the request
@@ -137,11 +147,14 @@ class _GenerationRequest(StrictRequest):
 
 
 class ChatCompletionRequest(_GenerationRequest):
-    messages: list[ChatMessage] = Field(..., min_length=1)
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _ends_with_user(self) -> "ChatCompletionRequest":
+        total = sum(len(m.text()) for m in self.messages)
+        if total > MAX_PROMPT_CHARS:
+            raise ValueError(f"the messages have {total} characters, more than the limit of {MAX_PROMPT_CHARS}")
         if self.messages[-1].role != "user":
             raise ValueError("the last message must have role 'user'")
         if not self.messages[-1].text().strip():
@@ -163,6 +176,8 @@ class CompletionRequest(_GenerationRequest):
     def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
         if isinstance(value, list) and len(value) != 1:
             raise ValueError("exactly one prompt per request")
+        if len(value if isinstance(value, str) else value[0]) > MAX_PROMPT_CHARS:
+            raise ValueError(f"the prompt is longer than the limit of {MAX_PROMPT_CHARS} characters")
         if not (value if isinstance(value, str) else value[0]).strip():
             raise ValueError("the prompt is empty")
         return value

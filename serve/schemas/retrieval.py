@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from cluster.store.knowledge import SearchFilters, SearchMode
-from serve.schemas.common import RetrievalApplied, StageTimings, StrictRequest
+from serve.schemas.common import (
+    MAX_EMBEDDING_INPUTS, MAX_QUERY_CHARS, MAX_RERANK_DOCUMENTS, MAX_TEXT_CHARS, RetrievalApplied, StageTimings,
+    StrictRequest,
+)
 
 
 class SearchFiltersIn(StrictRequest):
@@ -25,7 +28,7 @@ class SearchFiltersIn(StrictRequest):
 
 
 class SearchRequest(StrictRequest):
-    query: str = Field(..., description="Natural-language query.")
+    query: str = Field(..., max_length=MAX_QUERY_CHARS, description="Natural-language query.")
     top_k: int | None = Field(None, ge=1, description="Candidates fused from vector and keyword search. Default: "
                                                       "the profile's (the same as the RAG route's).")
     top_n: int | None = Field(None, ge=1, description="Hits returned after reranking (at most top_k). Default 5.")
@@ -33,7 +36,7 @@ class SearchRequest(StrictRequest):
                                                   "Default: the profile's; the response says which and why.")
     rewrite: bool | None = Field(None, description="Rewrite the query before searching (the conversation, "
                                                    "decomposition, acronyms). Default: the profile's.")
-    history: list[str] | None = Field(None, max_length=64, description=(
+    history: list[Annotated[str, Field(max_length=MAX_QUERY_CHARS)]] | None = Field(None, max_length=64, description=(
         "Earlier user turns of a conversation, oldest first: a follow-up query is searched with them, as the "
         "chat routes do."))
     mode: SearchMode = Field("hybrid", description="hybrid: vector and BM25 rankings fused; vector or keyword: one "
@@ -72,7 +75,9 @@ class SearchResponse(BaseModel):
 # -------------------------------------------------------------------------------- embeddings (OpenAI)
 
 class EmbeddingsRequest(StrictRequest):
-    input: str | list[str] = Field(..., description="A string or a list of strings (token arrays unsupported).")
+    input: str | list[str] = Field(..., description=(
+        f"A string or a list of up to {MAX_EMBEDDING_INPUTS} strings of up to {MAX_TEXT_CHARS} characters each "
+        "(token arrays unsupported)."))
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
@@ -84,8 +89,12 @@ class EmbeddingsRequest(StrictRequest):
         texts = [value] if isinstance(value, str) else value
         if not texts:
             raise ValueError("input must not be an empty list")
+        if len(texts) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"input has {len(texts)} strings, more than the limit of {MAX_EMBEDDING_INPUTS}")
         if any(not t.strip() for t in texts):
             raise ValueError("input strings must not be empty")
+        if any(len(t) > MAX_TEXT_CHARS for t in texts):
+            raise ValueError(f"input strings must be at most {MAX_TEXT_CHARS} characters")
         return value
 
 
@@ -110,12 +119,13 @@ class EmbeddingsResponse(BaseModel):
 # ---------------------------------------------------------------------------------- rerank (Cohere/Jina)
 
 class RerankDocument(StrictRequest):
-    text: str
+    text: str = Field(..., max_length=MAX_TEXT_CHARS)
 
 
 class RerankRequest(StrictRequest):
-    query: str
-    documents: list[str | RerankDocument] = Field(..., min_length=1)
+    query: str = Field(..., max_length=MAX_QUERY_CHARS)
+    documents: list[Annotated[str, Field(max_length=MAX_TEXT_CHARS)] | RerankDocument] = Field(
+        ..., min_length=1, max_length=MAX_RERANK_DOCUMENTS)
     top_n: int | None = Field(None, ge=1)
     model: str | None = None
     return_documents: bool = False

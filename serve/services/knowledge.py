@@ -136,6 +136,8 @@ class KnowledgeService:
         self.check_count(len(files))
         items = []
         for f in files:
+            if "\x00" in f.name:
+                raise ApiError(400, "a file name contains a NUL character", param="files", code="invalid_value")
             try:
                 self.ingester.check_size(len(f.data), f.name)
                 text = decode_text(f.data, f.name)

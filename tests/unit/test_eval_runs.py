@@ -224,6 +224,7 @@ def decisions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
 def _follow(ray: FakeRay, run: EvalRun) -> None:
     d = dispatching.Dispatcher(Settings(), client=ray)
     d.pool = object()  # type: ignore[assignment]
+    d.eval_key = "rt-test"  # registering the cluster's key needs the database
     asyncio.run(d.follow_eval(run))
 
 
