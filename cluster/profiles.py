@@ -54,6 +54,9 @@ class Placement(_Frozen):
     # machine is faster with all cores for each forward pass.
     torch_threads: PositiveInt | None = None
     max_ongoing_requests: PositiveInt = 16
+    max_queued_requests: PositiveInt = Field(256, description=(
+        "Requests a deployment's callers may queue beyond max_ongoing_requests per replica; then Serve sheds "
+        "load (a 503 with Retry-After) instead of queueing without bound."))
     autoscaling: Autoscaling = Autoscaling()
 
 

@@ -5,6 +5,7 @@ errors say what went wrong without them (the full text goes to the logs)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # An absolute path of two or more parts (/root/.cache/x, /tmp/a/b.jsonl), not an API route (/v1/files).
 _PATH = re.compile(r"(?<![\w.:/])/(?!v1/)(?:[\w.@+~-]+/)+[\w.@+~-]*")
@@ -19,3 +20,14 @@ def redact(text: str) -> str:
     text = _PATH.sub("<path>", text)
     text = _IPV6.sub("<address>", text)
     return _IPV4.sub("<address>", text)
+
+
+def redact_values(value: Any) -> Any:
+    """`redact` applied to every string in a JSON-like value (an adapter's metadata names its dataset's path)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_values(v) for v in value]
+    return value

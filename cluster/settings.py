@@ -64,6 +64,8 @@ class HttpLimits(BaseSettings):
         "A JSON body: room for 8 documents at the 2 MB limit with JSON escaping, or a long chat."))
     max_upload_bytes: PositiveInt = Field(64_000_000, description=(
         "A multipart upload: a training file at its 50 MB limit, or several documents."))
+    request_timeout_s: float = Field(900, gt=0, description=(
+        "End-to-end limit of one request at Serve's proxy (a long generation on CPU fits; a stuck one ends)."))
 
 
 class FineTuningLimits(BaseSettings):
@@ -75,6 +77,8 @@ class FineTuningLimits(BaseSettings):
     max_examples: PositiveInt = 200_000
     max_length: PositiveInt = Field(1024, description="Default and maximum tokens of one formatted example.")
     poll_interval_s: float = Field(1.0, gt=0, le=60)
+    max_store_bytes: PositiveInt = Field(5_000_000_000, description=(
+        "Quota of all uploaded files together (training data, eval sets); an upload past it is a 413."))
     max_submit_attempts: PositiveInt = Field(5, description="Submissions Ray may refuse before the job fails.")
     submit_retry_s: float = Field(2.0, ge=0, le=600, description="Pause after the first refusal; doubles each time.")
 

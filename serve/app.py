@@ -37,6 +37,7 @@ def deployment_options(name: str, placement: Placement) -> dict[str, Any]:
         "name": name,
         "ray_actor_options": {"num_cpus": placement.num_cpus, "num_gpus": placement.num_gpus},
         "max_ongoing_requests": placement.max_ongoing_requests,
+        "max_queued_requests": placement.max_queued_requests,
         "autoscaling_config": autoscaling_config(placement.autoscaling),
         "health_check_period_s": 10,
         "graceful_shutdown_timeout_s": 20,

@@ -39,11 +39,14 @@ INTEGRATION = Path(__file__).parent / "integration"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/integration/ is marked `integration` (real models, engines or the live cluster);
-    tests marked `disruptive` (they stop a shared component for a moment) run after all the others."""
+    tests marked `fuzz` (generated requests that write what they generate) after all the others, and `disruptive`
+    ones (they stop a shared component for a moment) last."""
     for item in items:
         if INTEGRATION in Path(item.path).parents:
             item.add_marker(pytest.mark.integration)
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)  # stable: order kept otherwise
+    # stable: order kept otherwise
+    items.sort(key=lambda item: (item.get_closest_marker("disruptive") is not None,
+                                 item.get_closest_marker("fuzz") is not None))
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,7 @@ def training_examples(settings: "Settings", n: int = EXAMPLES, seed: int = SEED)
 
 def build(target: Path, models_dir: Path) -> dict[str, Any]:
     from cluster.settings import Settings
+    from cluster.store.adapters import AdapterStore
 
     settings = Settings(models_dir=models_dir, llm_variant="default")
     examples = training_examples(settings)
@@ -68,8 +69,7 @@ def build(target: Path, models_dir: Path) -> dict[str, Any]:
         print(f"  training on {len(examples)} synthesised examples (progress lines follow)", flush=True)
         subprocess.run([sys.executable, "-m", "jobs.train", "--dataset", str(data), "--adapter_name", ADAPTER_NAME,
                         *TRAIN_FLAGS], env=env, check=True)
-        for f in (store / ADAPTER_NAME).iterdir():
-            shutil.copy2(f, target / f.name)
+        AdapterStore(str(store), Path(tmp) / "cache").export(ADAPTER_NAME, target)
     metadata = json.loads((target / "ragtune.json").read_text())
     metrics = metadata.get("metrics", {})
     return {"examples": len(examples), "dataset_sha256": metadata["dataset"]["sha256"],

@@ -165,7 +165,8 @@ def deploy(settings: Settings, address: str, echo: Callable[[str], None]) -> Non
     _connect_ray(address)
     from ray import serve
 
-    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.start(http_options={"host": settings.host, "port": settings.port,
+                              "request_timeout_s": settings.http.request_timeout_s})
     module, _, attr = APP_IMPORT_PATH.partition(":")
     app = getattr(importlib.import_module(module), attr)(settings.model_dump(
         include={"profile", "llm_variant", "state_dir", "models_dir", "database_url", "adapter_store", "host", "port",

@@ -93,11 +93,25 @@ def new_id(prefix: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ files
 
-async def create_file(pool: asyncpg.Pool, f: TrainingFile) -> TrainingFile:
-    row = await pool.fetchrow(
-        "INSERT INTO training_files (id, filename, purpose, bytes, sha256, examples, uri) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
-        f.id, f.filename, f.purpose, f.bytes, f.sha256, f.examples, f.uri)
+class QuotaExceeded(ValueError):
+    """The file store's quota would be passed by this file."""
+
+
+FILES_LOCK = 0x72616766  # serializes the quota check with the insert: two uploads cannot both squeeze in
+
+
+async def create_file(pool: asyncpg.Pool, f: TrainingFile, quota_bytes: int | None = None) -> TrainingFile:
+    async with pool.acquire() as conn, conn.transaction():
+        if quota_bytes is not None:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", FILES_LOCK)
+            used = await conn.fetchval("SELECT coalesce(sum(bytes), 0) FROM training_files")
+            if used + f.bytes > quota_bytes:
+                raise QuotaExceeded(f"the file store's quota of {quota_bytes} bytes would be exceeded ({used} used, "
+                                    f"{f.bytes} more); delete files with DELETE /v1/files/{{file_id}}")
+        row = await conn.fetchrow(
+            "INSERT INTO training_files (id, filename, purpose, bytes, sha256, examples, uri) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            f.id, f.filename, f.purpose, f.bytes, f.sha256, f.examples, f.uri)
     return _row(TrainingFile, row)
 
 

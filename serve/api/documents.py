@@ -56,7 +56,7 @@ async def upload_documents(files: Annotated[list[UploadFile], File()], s: Servic
 
 @router.get("/v1/documents", response_model=DocumentList)
 async def list_documents(s: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                         offset: Annotated[int, Query(ge=0)] = 0) -> DocumentList:
+                         offset: Annotated[int, Query(ge=0, le=2**62)] = 0) -> DocumentList:
     total, docs = await s.knowledge.list_documents(limit, offset)
     return DocumentList(data=[document_out(d) for d in docs], total=total, limit=limit, offset=offset)
 

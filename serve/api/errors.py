@@ -27,6 +27,16 @@ from serve.services.errors import ApiError
 
 log = logging.getLogger("ray.serve.ragtune.ingress")
 
+def _serve_unavailable() -> tuple[type[Exception], ...]:
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
+
+    return (BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, ActorDiedError,
+            ActorUnavailableError, RayActorError)
+
+
+SERVE_UNAVAILABLE = _serve_unavailable()
+
 DATABASE_ERRORS = (DatabaseUnavailable, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                    asyncpg.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError)
 
@@ -81,6 +91,14 @@ def install(app: FastAPI) -> None:
     async def _document(_: Request, exc: DocumentError) -> JSONResponse:
         return _body(400, str(exc), "invalid_request_error", "documents", "invalid_document")
 
+    @app.exception_handler(asyncpg.DataError)
+    async def _out_of_range(_: Request, exc: asyncpg.DataError) -> JSONResponse:
+        """A value the database refuses as data (out of range, malformed): the request's, not the server's. (The
+        NUL-character subclasses have their own handler below: Starlette picks the most specific.)"""
+        log.info("refused a value the database rejects: %r", exc)
+        return _body(400, "a value is out of range or malformed for the database", "invalid_request_error", None,
+                     "invalid_value")
+
     @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
     @app.exception_handler(asyncpg.UntranslatableCharacterError)
     async def _unstorable(_: Request, exc: asyncpg.PostgresError) -> JSONResponse:
@@ -100,6 +118,18 @@ def install(app: FastAPI) -> None:
         log.error("storage failure: %r", exc)
         reason = exc.strerror or type(exc).__name__  # never the file name: it is a host path
         return _body(503, f"storage failure: {reason}", "service_unavailable", None, "storage_unavailable")
+
+    async def _overloaded(_: Request, exc: Exception) -> JSONResponse:
+        """Serve's back-pressure (a deployment's queue is full) and replicas that died or are not up yet: the
+        request may be retried shortly, so 503 with Retry-After, never a 500."""
+        log.warning("overloaded or unavailable deployment: %r", exc)
+        response = _body(503, "the cluster is overloaded or restarting a component; retry shortly",
+                         "service_unavailable", None, "overloaded")
+        response.headers["Retry-After"] = "2"
+        return response
+
+    for overload in SERVE_UNAVAILABLE:
+        app.add_exception_handler(overload, _overloaded)
 
     @app.exception_handler(TimeoutError)
     async def _timeout(request: Request, exc: TimeoutError) -> JSONResponse:

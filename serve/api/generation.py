@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any, AsyncIterator, Callable
@@ -11,9 +12,11 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from cluster.redaction import redact_values
+from serve.api import errors
 from serve.api.dependencies import Services, ServicesDep, observe
 from serve.observability.request_log import current
-from serve.schemas.common import ErrorResponse, Route
+from serve.schemas.common import ErrorDetail, ErrorResponse, Route
 from serve.schemas.generation import (
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, ChunkDelta,
     Completion, CompletionChoice, CompletionChunk, CompletionRequest, ModelCard, ModelDeleted, ModelList, Usage,
@@ -22,15 +25,17 @@ from serve.services.errors import not_found
 from serve.services.generation import Answer
 
 router = APIRouter(tags=["generation"])
+log = logging.getLogger("ray.serve.ragtune.ingress")
 
 
 async def _answer(s: Services, body: ChatCompletionRequest | CompletionRequest, default_route: Route) -> Answer:
     g = s.generation
-    adapter = g.resolve_model(body.model)
+    adapter = await asyncio.to_thread(g.resolve_model, body.model)  # store reads: off the event loop
     route = g.route_for(body.route, adapter, default_route)
     observe(route, model=body.model if adapter else g.base_model, adapter=adapter.name if adapter else None)
     record = current()
-    answer = await g.answer(g.plan(body, adapter, route, record.request_id if record else None))
+    plan = await asyncio.to_thread(g.plan, body, adapter, route, record.request_id if record else None)
+    answer = await g.answer(plan)
     observe(route, answer=answer)
     return answer
 
@@ -46,8 +51,16 @@ def _usage(answer: Answer) -> Usage:
 
 def _stream(answer: Answer, chunk: Callable[..., BaseModel], include_usage: bool) -> StreamingResponse:
     async def events() -> AsyncIterator[str]:
-        async for piece in answer.pieces:
-            yield _sse(chunk(piece, None))
+        try:
+            async for piece in answer.pieces:
+                yield _sse(chunk(piece, None))
+        except errors.SERVE_UNAVAILABLE as exc:  # the LLM replica died mid-answer: say so, never a silent close
+            log.warning("stream cut: %r", exc)
+            yield _sse(ErrorResponse(error=ErrorDetail(
+                message="the answer was cut off: the model replica became unavailable; retry the request",
+                type="service_unavailable", param=None, code="stream_interrupted")))
+            yield _sse("[DONE]")
+            return
         yield _sse(chunk("", answer.finish_reason))
         yield _sse(chunk(None, None, usage=_usage(answer) if include_usage else None, route=answer.route,
                          citations=answer.citations, timings=answer.timings, **answer.applied))
@@ -108,7 +121,7 @@ async def list_models(s: ServicesDep) -> ModelList:
     cards = [ModelCard(id=base, created=s.started, owned_by="ragtune", root=s.settings.llm_spec.model)]
     for ref in await asyncio.to_thread(s.generation.models):
         cards.append(ModelCard(id=ref.name, created=int(ref.created), owned_by="ragtune", root=ref.name,
-                               parent=base, version=ref.version, metadata=ref.metadata or None))
+                               parent=base, version=ref.version, metadata=redact_values(ref.metadata) or None))
     return ModelList(data=cards)
 
 

@@ -57,7 +57,10 @@ class FineTuningService:
                                  sha256=datasets.digest(data), examples=examples, uri=uri,
                                  created_at=None)  # type: ignore[arg-type]
         try:
-            return await ft.create_file(await self.db.get(), record)
+            return await ft.create_file(await self.db.get(), record, self.limits.max_store_bytes)
+        except ft.QuotaExceeded as exc:
+            await asyncio.to_thread(self.files.delete, uri)
+            raise ApiError(413, str(exc), param="file", code="quota_exceeded") from None
         except BaseException:
             await asyncio.to_thread(self.files.delete, uri)  # no content without its row
             raise

@@ -191,3 +191,16 @@ async def test_a_terminated_lock_connection_ends_leadership(pool: asyncpg.Pool) 
             await dispatching.assert_leader(lock_conn)
         assert await other.fetchval("SELECT pg_try_advisory_lock($1)", dispatching.LEADER_LOCK)  # free again
         await other.execute("SELECT pg_advisory_unlock($1)", dispatching.LEADER_LOCK)
+
+
+async def test_the_file_store_quota_is_checked_with_the_insert(queue: asyncpg.Pool) -> None:
+    def record(n: int, size: int) -> ft.TrainingFile:
+        return ft.TrainingFile(id=f"file-quota-{n}", filename="d.jsonl", purpose="fine-tune", bytes=size,
+                               sha256="0" * 64, examples=1, uri=f"/nonexistent/{n}", created_at=None)  # type: ignore[arg-type]
+
+    used = await queue.fetchval("SELECT sum(bytes) FROM training_files")
+    results = await asyncio.gather(*(ft.create_file(queue, record(n, 400), quota_bytes=used + 1000)
+                                     for n in range(5)), return_exceptions=True)
+    assert sum(isinstance(r, ft.TrainingFile) for r in results) == 2  # 2 x 400 fit in 1000, concurrently too
+    assert all(isinstance(r, ft.QuotaExceeded) and "quota" in str(r) for r in results
+               if not isinstance(r, ft.TrainingFile))

@@ -41,6 +41,24 @@ def _app() -> FastAPI:
     async def bug() -> None:
         raise KeyError(SECRET_PATH)
 
+    @app.get("/queue-full")
+    async def queue_full() -> None:
+        from ray.serve.exceptions import BackPressureError
+
+        raise BackPressureError(num_queued_requests=300, max_queued_requests=256)
+
+    @app.get("/replica-died")
+    async def replica_died() -> None:
+        from ray.exceptions import ActorDiedError
+
+        raise ActorDiedError()
+
+    @app.get("/library-says-where")
+    async def library_says_where() -> None:
+        from serve.services.errors import invalid
+
+        raise invalid(f"cannot load {SECRET_PATH}/adapter_model.safetensors from 10.2.3.4:8000")
+
     return app
 
 
@@ -57,6 +75,9 @@ async def client() -> httpx.AsyncClient:
     ("/database-unavailable", 503, "database_unavailable"),
     ("/our-timeout", 504, "timeout"),
     ("/bug", 500, "internal_error"),
+    ("/queue-full", 503, "overloaded"),
+    ("/replica-died", 503, "overloaded"),
+    ("/library-says-where", 400, "invalid_value"),
 ])
 async def test_each_failure_gets_its_own_status_and_code(client: httpx.AsyncClient, path: str, status: int,
                                                          code: str) -> None:
@@ -64,7 +85,9 @@ async def test_each_failure_gets_its_own_status_and_code(client: httpx.AsyncClie
     assert response.status_code == status
     error = response.json()["error"]
     assert error["code"] == code and set(error) == {"message", "type", "param", "code"}
-    assert SECRET_PATH not in response.text and "Traceback" not in response.text
+    assert SECRET_PATH not in response.text and "Traceback" not in response.text and "10.2.3.4" not in response.text
+    if status == 503 and code == "overloaded":
+        assert response.headers["retry-after"] == "2"  # back-pressure and dead replicas: retry, not a 500
 
 
 async def test_a_full_disk_is_not_reported_as_the_database(client: httpx.AsyncClient) -> None:
@@ -85,3 +108,24 @@ def test_a_list_cursor_is_the_row_id_its_object_id_names() -> None:
             assert exc.status == 400 and exc.param == "after" and "(ftevent-N)" in exc.message
         else:
             raise AssertionError(f"{bad!r} was accepted")
+
+
+async def test_a_stream_cut_by_a_dead_replica_ends_with_an_error_event() -> None:
+    import json
+    from types import SimpleNamespace
+
+    from ray.exceptions import ActorDiedError
+
+    from serve.api.generation import _stream
+    from serve.schemas.generation import ChunkDelta
+
+    async def pieces():  # noqa: ANN202
+        yield "The answer "
+        raise ActorDiedError()
+
+    answer = SimpleNamespace(pieces=pieces())
+    response = _stream(answer, lambda text, finish, **final: ChunkDelta(content=text), include_usage=False)  # type: ignore[arg-type]
+    body = "".join([part async for part in response.body_iterator])
+    events = [line.removeprefix("data: ") for line in body.split("\n\n") if line]
+    assert json.loads(events[0])["content"] == "The answer "
+    assert json.loads(events[1])["error"]["code"] == "stream_interrupted" and events[2] == "[DONE]"

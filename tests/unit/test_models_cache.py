@@ -62,7 +62,7 @@ def test_publishing_the_adapter_is_idempotent(tmp_path: Path) -> None:
     settings = Settings(adapter_store=str(tmp_path / "store"), state_dir=tmp_path / "state")
     first = grounded_adapter.publish(settings)
     assert first is not None and first.name == grounded_adapter.ADAPTER_NAME
-    weights = tmp_path / "store" / first.name / "adapter_model.safetensors"
+    weights = tmp_path / "store" / first.name / "versions" / first.version / "adapter_model.safetensors"
     stamp = weights.stat().st_mtime_ns
     again = grounded_adapter.publish(settings)
     assert again is not None and again.version == first.version and weights.stat().st_mtime_ns == stamp
