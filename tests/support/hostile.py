@@ -7,8 +7,8 @@ from cluster.settings import Settings
 LIMIT = Settings().ingest.max_document_bytes
 
 # The first three were slow before: the ATX-heading regex backtracked cubically (5.6 s at 2 KB of spaces) and the
-# HTML-comment one was quadratic in `<!--`. They run in 0.01-1.4 s each on a 2-core machine (parse and chunk);
-# a quadratic path takes minutes at this size.
+# HTML-comment one was quadratic in `<!--`. They run in 0.002-2.2 s each on a 2-core machine (parse and chunk;
+# `python -m bench.parsing`); a quadratic path takes minutes at this size.
 WORST_CASES = {
     "atx heading, a run of spaces": ("text/markdown", "# a" + " " * (LIMIT - 5) + "b"),
     "atx heading, spaces and hashes": ("text/markdown", "# a" + " #" * (LIMIT // 2 - 4) + "b"),
