@@ -31,6 +31,7 @@ class IngestConfig:
     concurrency: int = 4
     progress_every_s: float = 5.0
     suffixes: tuple[str, ...] = tuple(SUFFIX_TYPES)
+    db_retry_s: float = 120.0  # how long one document's write waits out a database that went away
 
 
 @dataclass
@@ -51,12 +52,35 @@ class Progress:
                 f"{self.chunks / elapsed:.1f} chunks/s | {elapsed:.0f} s")
 
 
+async def write_with_retry(ingester, pool, document, source: str, budget_s: float):  # noqa: ANN001, ANN201
+    """Write one document, waiting out a database restart: each write is one transaction and an upsert by
+    content hash, so a retry neither loses nor duplicates chunks. Gives up (raises) after `budget_s`."""
+    import asyncpg
+
+    from cluster.store.db import DatabaseUnavailable
+
+    deadline, pause = time.monotonic() + budget_s, 0.5
+    while True:
+        try:
+            return (await ingester.write(pool, [document]))[0]
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+                asyncpg.exceptions.AdminShutdownError, DatabaseUnavailable, ConnectionError, OSError) as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            print(f"database unavailable writing {source} ({type(exc).__name__}); retrying in {pause:.1f} s",
+                  flush=True)
+            await asyncio.sleep(pause)  # a retry's backoff, not synchronisation
+            pause = min(pause * 2, 5.0)
+            await pool.expire_connections()  # the old connections died with the server
+
+
 def find_files(config: IngestConfig) -> list[Path]:
     return sorted(p for p in config.directory.rglob("*")
                   if p.is_file() and p.suffix.lower() in config.suffixes and not p.name.startswith("."))
 
 
 async def run(config: IngestConfig) -> Progress:
+    import asyncpg
     import ray
     from ray import serve
 
@@ -85,10 +109,10 @@ async def run(config: IngestConfig) -> Progress:
                 # The source is the path under the directory; the host's own path is not the reader's business.
                 document = ingester.prepare_file(path.read_bytes(), source, SUFFIX_TYPES.get(path.suffix.lower()),
                                                  metadata={"collection": config.directory.name})
-                result = (await ingester.write(pool, [document]))[0]
+                result = await write_with_retry(ingester, pool, document, source, config.db_retry_s)
                 setattr(progress, result.status, getattr(progress, result.status) + 1)
                 progress.chunks += len(document.chunks) if result.status != "unchanged" else 0
-            except (DocumentError, OSError) as exc:
+            except (DocumentError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 progress.failed.append(f"{source}: {exc}")
                 print(f"FAILED {source}: {exc}", flush=True)
             finally:

@@ -37,6 +37,12 @@ def _serve_unavailable() -> tuple[type[Exception], ...]:
 
 SERVE_UNAVAILABLE = _serve_unavailable()
 
+
+def unavailable(exc: BaseException) -> bool:
+    """Overload, a replica that died or is not up, or a dead vLLM engine (matched by name, however Ray wraps it):
+    a 503 to retry, not a 500."""
+    return isinstance(exc, SERVE_UNAVAILABLE) or any(c.__name__ == "EngineDeadError" for c in type(exc).__mro__)
+
 DATABASE_ERRORS = (DatabaseUnavailable, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                    asyncpg.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError)
 
@@ -139,6 +145,8 @@ def install(app: FastAPI) -> None:
         return _body(504, "the request timed out inside the cluster", "server_error", None, "timeout")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if unavailable(exc):
+            return await _overloaded(request, exc)
         log.exception("unhandled error")
         return _body(500, f"internal error ({type(exc).__name__})", "server_error", None, "internal_error")

@@ -54,11 +54,14 @@ def _stream(answer: Answer, chunk: Callable[..., BaseModel], include_usage: bool
         try:
             async for piece in answer.pieces:
                 yield _sse(chunk(piece, None))
-        except errors.SERVE_UNAVAILABLE as exc:  # the LLM replica died mid-answer: say so, never a silent close
+        except Exception as exc:  # noqa: BLE001 - headers are sent: say what happened, never a silent close
             log.warning("stream cut: %r", exc)
             yield _sse(ErrorResponse(error=ErrorDetail(
                 message="the answer was cut off: the model replica became unavailable; retry the request",
-                type="service_unavailable", param=None, code="stream_interrupted")))
+                type="service_unavailable", param=None, code="stream_interrupted")
+                if errors.unavailable(exc) else ErrorDetail(
+                message=f"the answer was cut off by an internal error ({type(exc).__name__})",
+                type="server_error", param=None, code="internal_error")))
             yield _sse("[DONE]")
             return
         yield _sse(chunk("", answer.finish_reason))

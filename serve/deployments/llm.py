@@ -187,8 +187,8 @@ class LLMServer:
                 return
             yield Started(prompt_tokens=len(ids), max_tokens=budget)
             completion_tokens = 0
-            async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, request.request_id,
-                                                  lora_request=adapter.lora if adapter else None):
+            async for out in self._engine_outputs(TokensPrompt(prompt_token_ids=ids), params, request.request_id,
+                                                  adapter.lora if adapter else None):
                 choice = out.outputs[0]
                 completion_tokens += len(choice.token_ids)
                 if choice.text:
@@ -218,14 +218,40 @@ class LLMServer:
         running, waiting = self.load.now(self.engine.get_num_unfinished_requests())
         return {RUNNING: running, WAITING: waiting}
 
+    async def _engine_outputs(self, prompt: Any, params: Any, request_id: str, lora: Any) -> AsyncIterator[Any]:
+        try:
+            async for out in self.engine.generate(prompt, params, request_id, lora_request=lora):
+                yield out
+        except Exception as exc:
+            if engine_dead(exc):
+                self._die(exc)
+            raise
+
+    def _die(self, exc: BaseException) -> None:
+        """The engine process is gone (killed, OOM): this replica can never answer again. Exiting lets Serve
+        replace it at once; waiting for failed health checks kept a dead replica taking requests for ~30 s, each
+        failing in milliseconds. In-flight requests end with an error event at the ingress."""
+        log.error("the vLLM engine died (%r); exiting so that Serve replaces this replica", exc)
+        asyncio.get_running_loop().call_later(0.2, os._exit, 1)
+
     async def check_health(self) -> None:
-        await self.engine.check_health()
+        try:
+            await self.engine.check_health()
+        except Exception as exc:
+            if engine_dead(exc):
+                self._die(exc)
+            raise
 
     def __del__(self) -> None:
         engine = getattr(self, "engine", None)
         if engine is not None:
             self.engine = None
             engine.shutdown()
+
+
+def engine_dead(exc: BaseException) -> bool:
+    """vLLM's EngineDeadError, by name (also when Ray wraps it in a task error)."""
+    return any(cls.__name__ == "EngineDeadError" for cls in type(exc).__mro__)
 
 
 def _unsupported_format(params: Any) -> Rejected | None:

@@ -204,3 +204,49 @@ async def test_the_file_store_quota_is_checked_with_the_insert(queue: asyncpg.Po
     assert sum(isinstance(r, ft.TrainingFile) for r in results) == 2  # 2 x 400 fit in 1000, concurrently too
     assert all(isinstance(r, ft.QuotaExceeded) and "quota" in str(r) for r in results
                if not isinstance(r, ft.TrainingFile))
+
+
+async def test_crash_points_lose_no_job_and_submit_none_twice(queue: asyncpg.Pool, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dispatcher that dies after claiming, after submitting, or after Ray reported success (before recording
+    it): a new one, with only the database to go on, finishes each job exactly once."""
+    from cluster.store.adapters import AdapterStore
+
+    ray = FakeRay()
+    limit = {"max_concurrent_jobs": 3}
+    claimed, submitted, succeeded = await _job(queue, 1), await _job(queue, 2), await _job(queue, 3)
+
+    # 1. died right after the claim: running in the database, unknown to Ray
+    assert (await ft.claim_next(queue, 3, 0.0)).id == claimed.id  # type: ignore[union-attr]
+    # 2. died between Ray accepting the submission and recording it
+    real_mark = ft.mark_submitted
+
+    async def dies(pool: asyncpg.Pool, job_id: str) -> None:
+        raise ConnectionError("dispatcher died")
+
+    first = _dispatcher(queue, ray, tmp_path)
+    first.spec = first.spec.model_copy(update=limit)
+    monkeypatch.setattr(ft, "mark_submitted", dies)
+    await first.tick()  # claims and submits 2 and 3; each record of it fails
+    monkeypatch.setattr(ft, "mark_submitted", real_mark)
+    assert {submitted.ray_submission_id, succeeded.ray_submission_id} <= set(ray.jobs)
+    # 3. job 3's Ray job succeeded and published its adapter; nobody recorded it
+    ray.jobs[succeeded.ray_submission_id] = "SUCCEEDED"
+    src = tmp_path / "adapter"
+    src.mkdir()
+    (src / "adapter_config.json").write_text('{"r": 8}')
+    (src / "adapter_model.safetensors").write_bytes(b"weights")
+    AdapterStore.from_settings(first.settings).put(succeeded.adapter_name, src, {"job_id": succeeded.id})
+
+    second = _dispatcher(queue, ray, tmp_path)  # a new leader: only the database to go on
+    second.spec = second.spec.model_copy(update=limit)
+    await second.tick()
+    await second.tick()  # a replay adds nothing
+    assert ray.submissions.count(claimed.ray_submission_id) == 1  # submitted now, once
+    assert ray.submissions.count(submitted.ray_submission_id) == 1  # found in Ray, not submitted again
+    assert (await ft.get_job(queue, submitted.id)).submitted_at is not None  # type: ignore[union-attr]
+    done = await ft.get_job(queue, succeeded.id)
+    assert done is not None and done.status == "succeeded" and done.fine_tuned_model == succeeded.adapter_name
+    assert await queue.fetchval("SELECT count(*) FROM fine_tuning_events WHERE job_id = $1 AND dedupe_key = "
+                                "'succeeded'", succeeded.id) == 1
+    assert await queue.fetchval("SELECT count(*) FROM fine_tuning_jobs WHERE status = 'running'") == 2

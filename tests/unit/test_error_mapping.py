@@ -53,6 +53,13 @@ def _app() -> FastAPI:
 
         raise ActorDiedError()
 
+    @app.get("/engine-dead")
+    async def engine_dead() -> None:
+        class EngineDeadError(RuntimeError):  # vLLM's, as Ray re-raises it in the caller (matched by name)
+            pass
+
+        raise EngineDeadError("EngineCore encountered an issue")
+
     @app.get("/library-says-where")
     async def library_says_where() -> None:
         from serve.services.errors import invalid
@@ -77,6 +84,7 @@ async def client() -> httpx.AsyncClient:
     ("/bug", 500, "internal_error"),
     ("/queue-full", 503, "overloaded"),
     ("/replica-died", 503, "overloaded"),
+    ("/engine-dead", 503, "overloaded"),
     ("/library-says-where", 400, "invalid_value"),
 ])
 async def test_each_failure_gets_its_own_status_and_code(client: httpx.AsyncClient, path: str, status: int,
@@ -129,3 +137,19 @@ async def test_a_stream_cut_by_a_dead_replica_ends_with_an_error_event() -> None
     events = [line.removeprefix("data: ") for line in body.split("\n\n") if line]
     assert json.loads(events[0])["content"] == "The answer "
     assert json.loads(events[1])["error"]["code"] == "stream_interrupted" and events[2] == "[DONE]"
+
+
+async def test_a_stream_cut_by_anything_else_ends_with_an_internal_error_event() -> None:
+    from types import SimpleNamespace
+
+    from serve.api.generation import _stream
+    from serve.schemas.generation import ChunkDelta
+
+    async def pieces():  # noqa: ANN202
+        yield "Half "
+        raise KeyError(SECRET_PATH)
+
+    response = _stream(SimpleNamespace(pieces=pieces()), lambda text, finish, **final: ChunkDelta(content=text),  # type: ignore[arg-type]
+                       include_usage=False)
+    body = "".join([part async for part in response.body_iterator])
+    assert '"code":"internal_error"' in body and body.endswith("data: [DONE]\n\n") and SECRET_PATH not in body
