@@ -8,8 +8,8 @@ into job events by the dispatcher. Writer and parser live here together so they 
     refused: <why the dataset or config was refused>
     failed: <why training stopped, e.g. a loss that went non-finite>
 
-Each parsed event carries a dedupe key (`step:10`, `eval:12`, `plan`, `dataset`, `refused`, `failed`): the dispatcher may
-read the same lines again after a restart, and the keys make replays add nothing. Their meaning must not change.
+Each parsed event carries a dedupe key (`step:10`, `eval:12`, `plan`, `dataset`, `refused`, `failed`): the dispatcher
+may read the same lines again after a restart, and the keys make replays add nothing. Their meaning must not change.
 """
 
 from __future__ import annotations

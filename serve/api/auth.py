@@ -22,8 +22,7 @@ from fastapi.responses import JSONResponse
 from cluster.store import api_keys
 from cluster.store.api_keys import Scope
 from serve.api.body_guard import ASGIApp, Receive, Send
-from serve.api.errors import DATABASE_ERRORS
-from serve.schemas.common import ErrorDetail, ErrorResponse
+from serve.api.errors import DATABASE_ERRORS, error_response
 
 log = logging.getLogger("ray.serve.ragtune.ingress")
 
@@ -59,9 +58,10 @@ def _bearer(headers: dict[bytes, bytes]) -> str | None:
 
 
 def _refuse(status: int, message: str, code: str) -> JSONResponse:
-    return JSONResponse(status_code=status, headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
-                        content=ErrorResponse(error=ErrorDetail(message=message, type="invalid_request_error",
-                                                                param=None, code=code)).model_dump())
+    response = error_response(status, message, code=code)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 class ApiKeyAuth:

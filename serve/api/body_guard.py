@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any, Awaitable, Callable, MutableMapping
 
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from serve.schemas.common import ErrorDetail, ErrorResponse
+from serve.api.errors import error_response
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,11 +59,6 @@ def body_problem(body: bytes) -> tuple[str, str] | None:
     return None
 
 
-def _error(status: int, message: str, param: str | None, code: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content=ErrorResponse(error=ErrorDetail(
-        message=message, type="invalid_request_error", param=param, code=code)).model_dump())
-
-
 def _too_large(limit: int) -> str:
     return f"the request body is larger than the limit of {limit} bytes"
 
@@ -84,7 +78,7 @@ class BodyGuard:
         limit = upload_limit if kind.startswith(b"multipart/") else json_limit
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
-            return await _error(413, _too_large(limit), None, "request_too_large")(scope, receive, send)
+            return await error_response(413, _too_large(limit), code="request_too_large")(scope, receive, send)
         if kind.startswith(b"multipart/"):
             return await self.app(scope, self._counting(receive, limit), send)
         body = bytearray()
@@ -94,12 +88,13 @@ class BodyGuard:
                 return  # the client went away
             body += message.get("body", b"")
             if len(body) > limit:
-                return await _error(413, _too_large(limit), None, "request_too_large")(scope, receive, send)
+                return await error_response(413, _too_large(limit), code="request_too_large")(scope, receive, send)
             if not message.get("more_body"):
                 break
         if (problem := body_problem(bytes(body))) is not None:
             field, what = problem
-            return await _error(400, f"{field}: {what}", field, "invalid_value")(scope, receive, send)
+            refusal = error_response(400, f"{field}: {what}", param=field, code="invalid_value")
+            return await refusal(scope, receive, send)
         return await self.app(scope, self._replay(bytes(body), receive), send)
 
     @staticmethod

@@ -47,7 +47,8 @@ DATABASE_ERRORS = (DatabaseUnavailable, asyncpg.PostgresConnectionError, asyncpg
                    asyncpg.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError)
 
 
-def _body(status: int, message: str, type: str, param: str | None = None, code: str | None = None) -> JSONResponse:
+def error_response(status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
+                   code: str | None = None) -> JSONResponse:
     """Every error response is made here: the message is redacted (libraries name paths and hosts in theirs)."""
     payload = ErrorResponse(error=ErrorDetail(message=redact(message), type=type, param=param, code=code))
     return JSONResponse(status_code=status, content=payload.model_dump())
@@ -64,14 +65,14 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     services = current_services()
     if services is not None:
         await services.db.expire()
-    return _body(503, "the database is unavailable; try again shortly", "service_unavailable", None,
+    return error_response(503, "the database is unavailable; try again shortly", "service_unavailable", None,
                  "database_unavailable")
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _body(exc.status, exc.message, exc.type, exc.param, exc.code)
+        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -85,25 +86,24 @@ def install(app: FastAPI) -> None:
             return ".".join(str(p) for p in loc if p not in UNION_TAGS)
 
         message = "; ".join(f"{where(e) or 'body'}: {e.get('msg')}" for e in errors[:5])
-        return _body(400, message, "invalid_request_error", where(first) or None, "invalid_value")
+        return error_response(400, message, "invalid_request_error", where(first) or None, "invalid_value")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
         code = {404: "not_found", 413: "request_too_large"}.get(exc.status_code)
-        return _body(exc.status_code, str(exc.detail), kind, None, code)
+        return error_response(exc.status_code, str(exc.detail), kind, None, code)
 
     @app.exception_handler(DocumentError)
     async def _document(_: Request, exc: DocumentError) -> JSONResponse:
-        return _body(400, str(exc), "invalid_request_error", "documents", "invalid_document")
+        return error_response(400, str(exc), "invalid_request_error", "documents", "invalid_document")
 
     @app.exception_handler(asyncpg.DataError)
     async def _out_of_range(_: Request, exc: asyncpg.DataError) -> JSONResponse:
         """A value the database refuses as data (out of range, malformed): the request's, not the server's. (The
         NUL-character subclasses have their own handler below: Starlette picks the most specific.)"""
         log.info("refused a value the database rejects: %r", exc)
-        return _body(400, "a value is out of range or malformed for the database", "invalid_request_error", None,
-                     "invalid_value")
+        return error_response(400, "a value is out of range or malformed for the database", code="invalid_value")
 
     @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
     @app.exception_handler(asyncpg.UntranslatableCharacterError)
@@ -111,7 +111,7 @@ def install(app: FastAPI) -> None:
         """A value the database cannot store (a NUL in a query parameter or form field the body guard does not
         see): the client's input, not a server error."""
         log.info("refused a value the database cannot store: %r", exc)
-        return _body(400, "a value contains a character the database cannot store (NUL, \\u0000)",
+        return error_response(400, "a value contains a character the database cannot store (NUL, \\u0000)",
                      "invalid_request_error", None, "invalid_value")
 
     for db_error in DATABASE_ERRORS:
@@ -123,13 +123,13 @@ def install(app: FastAPI) -> None:
             return await _database_unavailable(request, exc)
         log.error("storage failure: %r", exc)
         reason = exc.strerror or type(exc).__name__  # never the file name: it is a host path
-        return _body(503, f"storage failure: {reason}", "service_unavailable", None, "storage_unavailable")
+        return error_response(503, f"storage failure: {reason}", "service_unavailable", None, "storage_unavailable")
 
     async def _overloaded(_: Request, exc: Exception) -> JSONResponse:
         """Serve's back-pressure (a deployment's queue is full) and replicas that died or are not up yet: the
         request may be retried shortly, so 503 with Retry-After, never a 500."""
         log.warning("overloaded or unavailable deployment: %r", exc)
-        response = _body(503, "the cluster is overloaded or restarting a component; retry shortly",
+        response = error_response(503, "the cluster is overloaded or restarting a component; retry shortly",
                          "service_unavailable", None, "overloaded")
         response.headers["Retry-After"] = "2"
         return response
@@ -142,11 +142,11 @@ def install(app: FastAPI) -> None:
         if raised_in_asyncpg(exc):
             return await _database_unavailable(request, exc)
         log.error("timed out: %r", exc)
-        return _body(504, "the request timed out inside the cluster", "server_error", None, "timeout")
+        return error_response(504, "the request timed out inside the cluster", "server_error", None, "timeout")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         if unavailable(exc):
             return await _overloaded(request, exc)
         log.exception("unhandled error")
-        return _body(500, f"internal error ({type(exc).__name__})", "server_error", None, "internal_error")
+        return error_response(500, f"internal error ({type(exc).__name__})", "server_error", None, "internal_error")

@@ -68,7 +68,9 @@ def test_an_eval_run_resumes_after_the_database_goes_away(api: httpx.Client, liv
 def _follow_output(process: subprocess.Popen) -> list[str]:
     """The process's output lines as they come (read on a thread; the test polls the list)."""
     lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    stdout = process.stdout
+    assert stdout is not None
+    threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True).start()
     return lines
 
 

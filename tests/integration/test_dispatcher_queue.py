@@ -195,8 +195,8 @@ async def test_a_terminated_lock_connection_ends_leadership(pool: asyncpg.Pool) 
 
 async def test_the_file_store_quota_is_checked_with_the_insert(queue: asyncpg.Pool) -> None:
     def record(n: int, size: int) -> ft.TrainingFile:
-        return ft.TrainingFile(id=f"file-quota-{n}", filename="d.jsonl", purpose="fine-tune", bytes=size,
-                               sha256="0" * 64, examples=1, uri=f"/nonexistent/{n}", created_at=None)  # type: ignore[arg-type]
+        return ft.TrainingFile(id=f"file-quota-{n}", filename="d.jsonl", purpose="fine-tune", bytes=size,  # type: ignore[arg-type]
+                               sha256="0" * 64, examples=1, uri=f"/nonexistent/{n}", created_at=None)
 
     used = await queue.fetchval("SELECT sum(bytes) FROM training_files")
     results = await asyncio.gather(*(ft.create_file(queue, record(n, 400), quota_bytes=used + 1000)

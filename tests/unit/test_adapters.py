@@ -64,7 +64,8 @@ def test_a_store_written_before_versions_is_still_read_and_upgraded(store: Adapt
     assert ref is not None and (store.local_copy("legacy", ref.version) / "adapter_model.safetensors").read_bytes() \
         == b"old layout"
     new = store.put("legacy", _adapter(tmp_path / "n", b"new layout"))
-    assert not (flat / "adapter_model.safetensors").exists() and store.get("legacy").version == new.version  # type: ignore[union-attr]
+    upgraded = store.get("legacy")
+    assert not (flat / "adapter_model.safetensors").exists() and upgraded is not None and upgraded.version == new.version
 
 
 def test_local_copies_of_replaced_versions_are_pruned_after_the_grace(store: AdapterStore, tmp_path: Path) -> None:
