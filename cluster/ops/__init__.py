@@ -1,1 +1,2 @@
-"""Operating a cluster: local up/down/status, Ray Jobs submission, replica counts."""
+"""Operating a cluster: local up/down/status, Ray Jobs submission, replica counts, and what may leave it in a
+message (redaction)."""

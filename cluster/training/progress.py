@@ -18,7 +18,7 @@ import math
 import re
 from typing import Any, Literal
 
-from cluster.redaction import redact
+from cluster.ops.redaction import redact
 
 Note = Literal["plan", "dataset", "refused", "failed"]
 

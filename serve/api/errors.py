@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cluster.content.parsing import DocumentError
-from cluster.redaction import redact
+from cluster.ops.redaction import redact
 from cluster.store.db import DatabaseUnavailable
 from serve.api.dependencies import current_services
 from serve.schemas.common import ErrorDetail, ErrorResponse

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from cluster.redaction import redact_values
+from cluster.ops.redaction import redact_values
 from serve.api import errors
 from serve.api.dependencies import Services, ServicesDep, observe
 from serve.observability.request_log import current

@@ -25,7 +25,7 @@ from typing import Any, Callable, Protocol
 
 import asyncpg
 
-from cluster.redaction import redact
+from cluster.ops.redaction import redact
 from cluster.settings import Settings
 from cluster.store import api_keys, db
 from cluster.store import evals

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.redaction import redact
+from cluster.ops.redaction import redact
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
