@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cluster.content.parsing import DocumentError
 from cluster.ops.redaction import redact
 from cluster.store.db import DatabaseUnavailable
+from serve.deployments.llm_protocol import engine_dead
 from serve.api.dependencies import current_services
 from serve.schemas.common import ErrorDetail, ErrorResponse
 from serve.schemas.documents import UNION_TAGS
@@ -41,7 +42,7 @@ SERVE_UNAVAILABLE = _serve_unavailable()
 def unavailable(exc: BaseException) -> bool:
     """Overload, a replica that died or is not up, or a dead vLLM engine (matched by name, however Ray wraps it):
     a 503 to retry, not a 500."""
-    return isinstance(exc, SERVE_UNAVAILABLE) or any(c.__name__ == "EngineDeadError" for c in type(exc).__mro__)
+    return isinstance(exc, SERVE_UNAVAILABLE) or engine_dead(exc)
 
 DATABASE_ERRORS = (DatabaseUnavailable, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                    asyncpg.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError)

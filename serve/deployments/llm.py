@@ -22,6 +22,7 @@ from cluster.store.adapters import AdapterError, AdapterStore, parse_model_id
 from serve.autoscaling import RUNNING, WAITING
 from serve.deployments.llm_engine import EngineLoad, build_engine, log_vllm_through_serve
 from serve.deployments.llm_protocol import (
+    engine_dead,
     Delta, Finished, GenerationEvent, GenerationRequest, Rejected, SamplingOptions, Started,
 )
 
@@ -247,11 +248,6 @@ class LLMServer:
         if engine is not None:
             self.engine = None
             engine.shutdown()
-
-
-def engine_dead(exc: BaseException) -> bool:
-    """vLLM's EngineDeadError, by name (also when Ray wraps it in a task error)."""
-    return any(cls.__name__ == "EngineDeadError" for cls in type(exc).__mro__)
 
 
 def _unsupported_format(params: Any) -> Rejected | None:

@@ -88,3 +88,9 @@ class Finished:
 
 
 GenerationEvent = Union[Started, Rejected, Delta, Finished]
+
+
+def engine_dead(exc: BaseException) -> bool:
+    """vLLM's EngineDeadError, by name (also when Ray re-raises it in the caller): the LLM replica and the
+    ingress both ask, and the ingress must not import vLLM to do so."""
+    return any(cls.__name__ == "EngineDeadError" for cls in type(exc).__mro__)
