@@ -98,6 +98,10 @@ class LLMSpec(_Frozen):
     # Tokens per streamed update after the first: fewer hops through Serve per token where CPU is scarce.
     stream_interval: PositiveInt = 1
     default_max_tokens: PositiveInt = 256
+    resume_attempts: int = Field(2, ge=0, description=(
+        "Times the ingress hands an answer to another replica when the one generating it dies (killed, node "
+        "lost, engine crashed): the new replica goes on from the text already streamed. 0: the stream ends with "
+        "an error event instead."))
     placement: Placement = Placement()
 
     @model_validator(mode="after")

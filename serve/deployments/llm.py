@@ -141,9 +141,13 @@ class LLMServer:
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         if request.messages is not None:
-            return self.tokenizer.apply_chat_template(list(request.messages), tokenize=True,
-                                                      add_generation_prompt=True, return_dict=False)
-        return self.tokenizer(request.prompt or "", add_special_tokens=True)["input_ids"]
+            ids = self.tokenizer.apply_chat_template(list(request.messages), tokenize=True,
+                                                     add_generation_prompt=True, return_dict=False)
+        else:
+            ids = self.tokenizer(request.prompt or "", add_special_tokens=True)["input_ids"]
+        if request.continuation:  # a cut answer: the model goes on from the text the client already has
+            ids = list(ids) + self.tokenizer(request.continuation, add_special_tokens=False)["input_ids"]
+        return ids
 
     def _budget(self, prompt_tokens: int, wanted: int | None) -> int | Rejected:
         room = self.spec.max_model_len - prompt_tokens
@@ -192,8 +196,8 @@ class LLMServer:
                                                   adapter.lora if adapter else None):
                 choice = out.outputs[0]
                 completion_tokens += len(choice.token_ids)
-                if choice.text:
-                    yield Delta(choice.text)
+                if choice.text or choice.token_ids:
+                    yield Delta(choice.text, len(choice.token_ids))
                 if out.finished:
                     log.info("generated", extra={"ragtune": {
                         "engine_request_id": request.request_id, "adapter": request.adapter,

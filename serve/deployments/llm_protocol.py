@@ -59,6 +59,9 @@ class GenerationRequest:
     prompt: str | None = None
     adapter: str | None = None  # an adapter model id, `name@version`
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    # The answer so far, streamed by a replica that died: this replica generates what follows it (the ingress
+    # resumes a cut answer; `sampling.max_tokens` is then what is left of the original budget).
+    continuation: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Rejected:
 @dataclass(frozen=True)
 class Delta:
     text: str
+    tokens: int = 0  # completion tokens this piece of text took (the ingress counts them to resume a cut answer)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,15 @@ class Finished:
 
 
 GenerationEvent = Union[Started, Rejected, Delta, Finished]
+
+
+def replica_lost(exc: BaseException) -> bool:
+    """The replica generating a request is gone (actor killed, node lost, its vLLM engine dead): another replica
+    can take the request over. Overload (Serve's BackPressureError) is not this: retrying it only adds load."""
+    from ray.exceptions import RayActorError
+    from ray.serve.exceptions import ReplicaUnavailableError
+
+    return isinstance(exc, (RayActorError, ReplicaUnavailableError)) or engine_dead(exc)
 
 
 def engine_dead(exc: BaseException) -> bool:

@@ -31,10 +31,14 @@ class IngressMetrics:
                               boundaries=LATENCY_S, tag_keys=("route", "model"))
         self.tokens = Counter("ragtune_tokens", "Prompt (in) and completion (out) tokens by route and model.",
                               tag_keys=("route", "model", "direction"))
+        self.resumes = Counter("ragtune_generation_resumes", "Answers another LLM replica went on with after the "
+                               "one generating them died.", tag_keys=("route",))
 
     def observe(self, endpoint: str, route: str, status: int, seconds: float, stages_ms: Mapping[str, float | None],
-                model: str | None, ttft_ms: float | None, tokens_in: int, tokens_out: int) -> None:
+                model: str | None, ttft_ms: float | None, tokens_in: int, tokens_out: int, resumes: int = 0) -> None:
         self.requests.inc(tags={"endpoint": endpoint, "route": route, "status": str(status)})
+        if resumes:
+            self.resumes.inc(resumes, tags={"route": route})
         self.latency.observe(seconds, tags={"endpoint": endpoint, "route": route})
         for stage in STAGES:
             ms = stages_ms.get(f"{stage}_ms")

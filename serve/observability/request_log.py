@@ -39,12 +39,14 @@ class RequestRecord:
     timings: dict[str, float | None] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    resumes: int = 0
     answer: Any = None  # a streamed Answer: its timings and token counts are final once the stream ends
 
     def collect(self) -> None:
         if self.answer is not None:
             self.timings = dict(self.answer.timings)
             self.prompt_tokens, self.completion_tokens = self.answer.prompt_tokens, self.answer.completion_tokens
+            self.resumes = self.answer.resumes
 
 
 def current() -> RequestRecord | None:
@@ -102,11 +104,12 @@ class RequestObserver:
         metrics = self.metrics()
         if metrics is not None:
             metrics.observe(endpoint, record.route or "-", record.status, seconds, record.timings, record.model,
-                            record.timings.get("ttft_ms"), record.prompt_tokens, record.completion_tokens)
+                            record.timings.get("ttft_ms"), record.prompt_tokens, record.completion_tokens,
+                            record.resumes)
         fields = {"http_method": record.method, "endpoint": endpoint, "status_code": record.status,
                   "pipeline": record.route, "model": record.model, "adapter": record.adapter,
                   "latency_ms": round(seconds * 1000, 2), "prompt_tokens": record.prompt_tokens,
-                  "completion_tokens": record.completion_tokens,
+                  "completion_tokens": record.completion_tokens, "resumes": record.resumes or None,
                   **{k: v for k, v in record.timings.items() if v is not None}}
         log.info("request %s %s %s", record.method, record.path, record.status,
                  extra={"ragtune": {k: v for k, v in fields.items() if v is not None}})

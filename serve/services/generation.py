@@ -9,10 +9,11 @@ plain:     the client's messages, the base model
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator
 
 from ray.serve.handle import DeploymentHandle
@@ -21,7 +22,9 @@ from cluster.models.grounded_adapter import ADAPTER_NAME as GROUNDED_ADAPTER
 from cluster.settings import Settings
 from cluster.store.adapters import AdapterRef, AdapterStore
 from cluster.store.knowledge import SearchFilters
-from serve.deployments.llm_protocol import Delta, Finished, GenerationRequest, Rejected, SamplingOptions, Started
+from serve.deployments.llm_protocol import (
+    Delta, Finished, GenerationRequest, Rejected, SamplingOptions, Started, replica_lost,
+)
 from serve.schemas.common import Route
 from serve.schemas.generation import ChatCompletionRequest, CompletionRequest
 from serve.schemas.retrieval import SearchFiltersIn
@@ -87,6 +90,7 @@ class Answer:
     timings: dict[str, float | None] = field(default_factory=dict)
     applied: dict[str, Any] = field(default_factory=dict)  # Plan.applied(): what retrieval and sampling ran with
     structured: bool = False  # a JSON answer (response_format): citations are recorded, never written into it
+    resumes: int = 0  # times another replica went on with the answer after the one generating it died
 
 
 def _ms(since: float) -> float:
@@ -252,20 +256,73 @@ class GenerationService:
                                     messages=tuple(messages) if messages is not None else None,
                                     prompt=None if messages is not None else plan.prompt,
                                     adapter=lora.model_id if lora else None, sampling=plan.sampling)
-        handle = self.llm.options(stream=True, multiplexed_model_id=request.adapter or "")
         t_generate = time.perf_counter()
-        events = handle.generate.remote(request)
-        first = await events.__anext__()
-        if isinstance(first, Rejected):
-            events.cancel()
-            raise ApiError(first.status, first.message, param=first.param, code=first.code)
-        assert isinstance(first, Started)
+        first, events = await self._start(request)
         answer = Answer(plan.route, _single(""), prompt_tokens=first.prompt_tokens, sources=sources, timings=timings,
                         applied=applied, structured=plan.structured)
-        answer.pieces = self._stream(answer, events, started, t_generate)
+        answer.pieces = self._stream(answer, self._resumable(answer, request, first, events), started, t_generate)
         return answer
 
-    async def _stream(self, answer: Answer, events: Any, started: float, t_generate: float) -> AsyncIterator[str]:
+    async def _start(self, request: GenerationRequest) -> tuple[Started, Any]:
+        """Submit to an LLM replica and wait for its first event; a replica lost before it answers is retried."""
+        for attempt in itertools.count(1):
+            handle = self.llm.options(stream=True, multiplexed_model_id=request.adapter or "")
+            events = handle.generate.remote(request)
+            try:
+                first = await events.__anext__()
+            except Exception as exc:
+                events.cancel()
+                if not replica_lost(exc) or attempt > self.spec.resume_attempts:
+                    raise
+                log.warning("LLM replica lost before %s started (%s); submitting it again (%d of %d)",
+                            request.request_id, type(exc).__name__, attempt, self.spec.resume_attempts)
+                continue
+            if isinstance(first, Rejected):
+                events.cancel()
+                raise ApiError(first.status, first.message, param=first.param, code=first.code)
+            assert isinstance(first, Started)
+            return first, events
+        raise AssertionError("unreachable")
+
+    async def _resumable(self, answer: Answer, request: GenerationRequest, first: Started,
+                         events: Any) -> AsyncIterator[Delta | Finished]:
+        """The engine's deltas and its Finished event, as one answer even when the replica generating it dies: another
+        replica goes on from the text already streamed (the same prompt, the rest of the token budget). A JSON answer
+        is only restarted before its first token: guided decoding cannot pick up mid-document."""
+        streamed: list[str] = []
+        tokens = 0  # completion tokens so far, over every replica that worked on the answer
+        while True:
+            resumed_at = tokens
+            try:
+                async for event in events:
+                    if isinstance(event, Delta):
+                        streamed.append(event.text)
+                        tokens += event.tokens
+                        yield event
+                    elif isinstance(event, Finished):
+                        yield replace(event, prompt_tokens=first.prompt_tokens,
+                                      completion_tokens=resumed_at + event.completion_tokens)
+                return
+            except Exception as exc:
+                if not replica_lost(exc) or answer.resumes >= self.spec.resume_attempts \
+                        or (tokens and request.sampling.structured):
+                    raise
+                error = exc
+            finally:
+                events.cancel()  # a no-op when the stream ended; stops the engine when the client went away
+            answer.resumes += 1
+            left = first.max_tokens - tokens
+            log.warning("LLM replica lost mid-answer %s after %d tokens (%s); resuming on another replica (%d of %d)",
+                        request.request_id, tokens, type(error).__name__, answer.resumes, self.spec.resume_attempts)
+            if left < 1:  # it was cut at its last token
+                yield Finished("length", first.prompt_tokens, tokens)
+                return
+            _, events = await self._start(replace(
+                request, request_id=f"{request.request_id}-r{answer.resumes}", continuation="".join(streamed),
+                sampling=replace(request.sampling, max_tokens=left)))
+
+    async def _stream(self, answer: Answer, events: AsyncIterator[Delta | Finished], started: float,
+                      t_generate: float) -> AsyncIterator[str]:
         tracker = CitationTracker([SourceText(n, h.candidate.text) for n, h in answer.sources.items()])
         try:
             async for event in events:
@@ -284,7 +341,7 @@ class GenerationService:
             if tail and not answer.structured:
                 yield tail
         finally:
-            events.cancel()  # a no-op when the stream ended; stops the engine when the client went away
+            await events.aclose()  # the client went away: `_resumable` cancels the engine's stream
         answer.timings["generate_ms"] = _ms(t_generate)
         answer.timings["total_ms"] = _ms(started)
         answer.citations = [self._citation(c.number, c.quote, answer.sources[c.number])

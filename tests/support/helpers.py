@@ -44,3 +44,37 @@ def ragtune(*args: str, env: dict | None = None, timeout_s: float = 300) -> subp
     """The `ragtune` command of this venv, run as a user would (this process's environment: the test cluster)."""
     return subprocess.run([str(Path(sys.executable).parent / "ragtune"), *args], capture_output=True, text=True,
                           timeout=timeout_s, env=env or os.environ.copy())
+
+
+class ActorKiller:
+    """A process already connected to the Ray cluster that kills a Serve replica's actor the hard way (`ray.kill`,
+    as a crashed node would) the moment `kill()` is called: connecting takes seconds, a kill mid-stream cannot."""
+
+    SCRIPT = """
+import ray, sys
+ray.init(address="127.0.0.1:%d", logging_level="ERROR")
+names = [a for a in ray.util.list_named_actors(all_namespaces=True) if %r in a["name"]]
+assert len(names) == 1, names
+actor = ray.get_actor(names[0]["name"], namespace=names[0]["namespace"])
+print("ready", flush=True)
+sys.stdin.readline()
+ray.kill(actor, no_restart=True)
+print("killed")
+"""
+
+    def __init__(self, ray_port: int, deployment: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", self.SCRIPT % (ray_port, deployment)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def kill(self) -> None:
+        out, _ = self.proc.communicate("kill\n", timeout=60)
+        assert "killed" in out, out
+
+    def __enter__(self) -> "ActorKiller":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

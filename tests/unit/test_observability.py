@@ -21,6 +21,7 @@ class Answer:
     def __init__(self) -> None:
         self.timings: dict[str, float | None] = {"embed_ms": 3.0, "search_ms": 2.0, "rerank_ms": 0.0}
         self.prompt_tokens, self.completion_tokens = 11, 0
+        self.resumes = 0
 
 
 class Recorder:
@@ -50,6 +51,7 @@ def make_app(recorder: Recorder) -> FastAPI:
             for word in ("a", "b", "c"):
                 yield word
             answer.completion_tokens = 3  # known only at the end, as in the real stream
+            answer.resumes = 1  # another replica finished it
             answer.timings.update(ttft_ms=5.0, generate_ms=40.0, total_ms=50.0)
 
         return StreamingResponse(pieces(), media_type="text/event-stream")
@@ -64,13 +66,14 @@ def test_a_streamed_request_is_recorded_once_with_its_final_counts(caplog: pytes
         response = client.post("/v1/chat/completions", headers={"X-Request-ID": "req-123"})
         assert response.text == "abc"
     assert len(recorder.calls) == 1
-    endpoint, route, status, seconds, timings, model, ttft, tokens_in, tokens_out = recorder.calls[0]
-    assert (endpoint, route, status, model, ttft, tokens_in, tokens_out) == (
-        "/v1/chat/completions", "rag", 200, "base", 5.0, 11, 3)
+    endpoint, route, status, seconds, timings, model, ttft, tokens_in, tokens_out, resumes = recorder.calls[0]
+    assert (endpoint, route, status, model, ttft, tokens_in, tokens_out, resumes) == (
+        "/v1/chat/completions", "rag", 200, "base", 5.0, 11, 3, 1)
     assert timings["generate_ms"] == 40.0 and seconds > 0
     [line] = [r for r in caplog.records if r.name == "ray.serve.ragtune.requests"]
     fields = line.ragtune  # type: ignore[attr-defined]
     assert fields["pipeline"] == "rag" and fields["status_code"] == 200 and fields["completion_tokens"] == 3
+    assert fields["resumes"] == 1
     assert fields["embed_ms"] == 3.0 and fields["endpoint"] == "/v1/chat/completions"
 
 
