@@ -33,7 +33,7 @@ PROMPTS = ["Name three uses of a hash map.", "What does a load balancer do?", "E
 def classify(client: httpx.Client, prompt: str) -> tuple[str, str]:
     """The request's outcome and the answer's text."""
     body = {"model": "smollm2-135m-instruct", "route": "plain", "stream": True, "max_tokens": 48,
-            "temperature": 0, "messages": [{"role": "user", "content": prompt}]}
+            "temperature": 0, "cache": False, "messages": [{"role": "user", "content": prompt}]}
     text: list[str] = []
     try:
         with client.stream("POST", "/v1/chat/completions", json=body) as response:

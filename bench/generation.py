@@ -119,7 +119,7 @@ async def bench_ingress(url: str, jobs: list[tuple[str, str]], clients: int, max
             adapter, prompt = job
             route = "plain" if adapter == base else "finetuned"
             body = {"model": adapter, "route": route, "messages": [{"role": "user", "content": prompt}],
-                    "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True}
+                    "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True, "cache": False}
             started, ttft, tokens = time.perf_counter(), None, 0
             async with client.stream("POST", "/v1/chat/completions", json=body) as response:
                 response.raise_for_status()
@@ -160,7 +160,8 @@ def bench_rag(client: httpx.Client, base: str, questions: list[str], max_tokens:
     for question in questions:
         response = client.post("/v1/chat/completions", json={
             "model": base, "route": "rag", "messages": [{"role": "user", "content": question}],
-            "max_tokens": max_tokens, "temperature": 0, **({} if rerank is None else {"rerank": rerank})})
+            "max_tokens": max_tokens, "temperature": 0, "cache": False,
+            **({} if rerank is None else {"rerank": rerank})})
         response.raise_for_status()
         payload = response.json()
         cited += bool(payload["citations"])

@@ -46,7 +46,8 @@ class ApiUser(FastHttpUser):
                 response.failure(f"{response.status_code}: {(response.text or str(response.error))[:200]}")
 
     def _chat(self, name: str, body: dict[str, Any]) -> None:
-        self._post(name, "/v1/chat/completions", {"max_tokens": CONFIG["max_tokens"], "temperature": 0, **body})
+        self._post(name, "/v1/chat/completions", {"max_tokens": CONFIG["max_tokens"], "temperature": 0, "cache": False,
+                                                  **body})
 
 
 class ChatUser(ApiUser):

@@ -257,6 +257,25 @@ class EvalSpec(_Frozen):
     judge_temperature: float = Field(0.7, ge=0, le=2)
 
 
+class CacheSpec(_Frozen):
+    """The semantic cache (serve/services/cache.py): answers shared by every replica, in Postgres."""
+
+    enabled: bool = True
+    min_similarity: float = Field(0.85, gt=0, le=1, description=(
+        "Cosine similarity of the question's embedding to a cached question's, at least; then the meaning guard "
+        "(negations, numbers, quantifiers, comparisons, antonyms, names and identifiers must agree) decides."))
+    candidates: PositiveInt = Field(4, le=32, description="Nearest cached questions in the scope the guard checks.")
+    ttl_s: PositiveInt = Field(86_400, description="An entry's lifetime from when it was answered.")
+    max_entries: PositiveInt = Field(20_000, description="Beyond this the least recently hit entries are evicted.")
+    max_temperature: float = Field(0.0, ge=0, le=2, description=(
+        "Answers sampled at a higher temperature are a draw, not the answer: cached only when the request asks "
+        "(`cache: true`)."))
+    knowledge: Literal["version", "sources"] = Field("version", description=(
+        "rag/hybrid entries are served while: version, the knowledge base has not changed at all since they "
+        "were answered (a new document could change the answer); sources, none of the documents in their "
+        "prompt changed. Either way a change to such a document removes the entry in the same transaction."))
+
+
 class Profile(_Frozen):
     name: ProfileName
     llm: LLMSpec
@@ -270,6 +289,7 @@ class Profile(_Frozen):
     ingress: Placement = Placement()
     costs: CostSpec
     evaluation: EvalSpec = EvalSpec()
+    cache: CacheSpec = CacheSpec()
     answer_adapter: str | None = Field(None, description=(
         "The RAG route's answer behaviour: a LoRA adapter (a models-cache reference) the base model answers "
         "with when sources are in the prompt. cpu-dev: the grounded-answering adapter built by `models prepare` "

@@ -64,7 +64,8 @@ async def write_with_retry(ingester, pool, document, source: str, budget_s: floa
         try:
             return (await ingester.write(pool, [document]))[0]
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-                asyncpg.exceptions.AdminShutdownError, DatabaseUnavailable, ConnectionError, OSError) as exc:
+                asyncpg.exceptions.AdminShutdownError, DatabaseUnavailable, ConnectionError, OSError,
+                asyncpg.InternalClientError) as exc:  # the last: a pooled connection the restart left mid-operation
             if time.monotonic() + pause > deadline:
                 raise
             print(f"database unavailable writing {source} ({type(exc).__name__}); retrying in {pause:.1f} s",

@@ -141,7 +141,7 @@ def run_case(client: RagtuneClient, case: Case, route: str, options: RunOptions,
         else:
             model = options.adapter if route in ADAPTER_ROUTES else base
             body = {"model": model, "messages": list(case.messages), "route": route, "temperature": 0,
-                    "max_tokens": options.max_tokens,
+                    "max_tokens": options.max_tokens, "cache": False,  # the route is measured, not the cache
                     **({"rewrite": options.rewrite} if options.rewrite is not None and route in RETRIEVING else {}),
                     **({"grounded": options.grounded} if options.grounded is not None and route == "rag" else {})}
             if options.structured_output and case.kind == "json" and isinstance(case.expected, dict):

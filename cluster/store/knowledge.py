@@ -71,6 +71,7 @@ class Candidate:
     keyword_score: float | None  # BM25, when it was in the keyword top-k
     fused_score: float
     similarity: float | None = None  # cosine similarity to the query for every hit (none in keyword mode)
+    content_hash: str = ""  # the document's, when retrieved (a cached answer is stored only while it still is)
 
 
 _DOC_COLUMNS = """d.id, d.source, d.title, d.content_type, d.content_hash, d.metadata, d.created_at, d.updated_at,
@@ -283,7 +284,7 @@ WITH {", ".join([args, *ctes])}, fused AS (
     SELECT f.*, row_number() OVER (PARTITION BY c.document_id ORDER BY f.fused_score DESC, f.id) AS nth
     FROM fused f JOIN chunks c ON c.id = f.id
 )
-SELECT c.id AS chunk_id, c.document_id, d.source, d.title, d.metadata, c.ordinal, c.text,
+SELECT c.id AS chunk_id, c.document_id, d.source, d.title, d.metadata, d.content_hash, c.ordinal, c.text,
        p.vector_score, p.keyword_score, p.fused_score, {similarity} AS similarity
 FROM placed p
 JOIN chunks c ON c.id = p.id
@@ -304,5 +305,5 @@ async def hybrid_search(pool: asyncpg.Pool, embedding: np.ndarray, text: str, to
         ordinal=r["ordinal"], text=r["text"],
         metadata=json.loads(r["metadata"]) if isinstance(r["metadata"], str) else r["metadata"],
         vector_score=r["vector_score"], keyword_score=r["keyword_score"], fused_score=float(r["fused_score"]),
-        similarity=r["similarity"],
+        similarity=r["similarity"], content_hash=r["content_hash"],
     ) for r in rows]

@@ -99,4 +99,5 @@ class ApiKeyAuth:
         if not found.allows(needed):
             return _refuse(403, f"this key's scope ({found.scope}) does not allow {scope['method']} {scope['path']}: "
                                 f"it needs the {needed} scope", "insufficient_scope")
+        scope.setdefault("state", {})["api_key_id"] = found.id  # the tenant: its cache entries are its own
         return None

@@ -44,8 +44,9 @@ def unavailable(exc: BaseException) -> bool:
     a 503 to retry, not a 500."""
     return isinstance(exc, SERVE_UNAVAILABLE) or engine_dead(exc)
 
+# InternalClientError: a pooled connection a database restart left mid-operation ("another operation is in progress").
 DATABASE_ERRORS = (DatabaseUnavailable, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                   asyncpg.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError)
+                   asyncpg.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError, asyncpg.InternalClientError)
 
 
 def error_response(status: int, message: str, type: str = "invalid_request_error", param: str | None = None,

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any, AsyncIterator, Callable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -28,13 +28,17 @@ router = APIRouter(tags=["generation"])
 log = logging.getLogger("ray.serve.ragtune.ingress")
 
 
-async def _answer(s: Services, body: ChatCompletionRequest | CompletionRequest, default_route: Route) -> Answer:
+async def _answer(s: Services, body: ChatCompletionRequest | CompletionRequest, default_route: Route,
+                  request: Request) -> Answer:
     g = s.generation
     adapter = await asyncio.to_thread(g.resolve_model, body.model)  # store reads: off the event loop
     route = g.route_for(body.route, adapter, default_route)
     observe(route, model=body.model if adapter else g.base_model, adapter=adapter.name if adapter else None)
     record = current()
-    plan = await asyncio.to_thread(g.plan, body, adapter, route, record.request_id if record else None)
+    no_cache = any(d in (request.headers.get("cache-control") or "").lower() for d in ("no-cache", "no-store"))
+    tenant = request.scope.get("state", {}).get("api_key_id") or "local"
+    plan = await asyncio.to_thread(g.plan, body, adapter, route, record.request_id if record else None,
+                                   tenant, no_cache)
     answer = await g.answer(plan)
     observe(route, answer=answer)
     return answer
@@ -74,9 +78,9 @@ def _stream(answer: Answer, chunk: Callable[..., BaseModel], include_usage: bool
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses={404: {"model": ErrorResponse}})
-async def chat_completions(body: ChatCompletionRequest, s: ServicesDep) -> Any:
+async def chat_completions(body: ChatCompletionRequest, s: ServicesDep, request: Request) -> Any:
     """OpenAI chat completions on one of four routes (`route`: rag, finetuned, hybrid, plain)."""
-    answer = await _answer(s, body, default_route="rag")
+    answer = await _answer(s, body, default_route="rag", request=request)
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
         first = True
@@ -100,10 +104,10 @@ async def chat_completions(body: ChatCompletionRequest, s: ServicesDep) -> Any:
 
 
 @router.post("/v1/completions", response_model=Completion, responses={404: {"model": ErrorResponse}})
-async def completions(body: CompletionRequest, s: ServicesDep) -> Any:
+async def completions(body: CompletionRequest, s: ServicesDep, request: Request) -> Any:
     """OpenAI (legacy) completions. Routes `plain`/`finetuned` continue the raw prompt; `rag`/`hybrid` treat it
     as a question and answer it through the chat template with sources."""
-    answer = await _answer(s, body, default_route="plain")
+    answer = await _answer(s, body, default_route="plain", request=request)
     rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
         def chunk(text: str | None, finish: str | None, **final: Any) -> CompletionChunk:

@@ -23,6 +23,7 @@ from serve.api.dependencies import Services
 from serve.observability.metrics import IngressMetrics
 from serve.observability.request_log import RequestObserver
 from serve.schemas.common import ErrorResponse
+from serve.services.cache import CacheService
 from serve.services.evals import EvalService
 from serve.services.fine_tuning import FineTuningService
 from serve.services.generation import GenerationService
@@ -61,9 +62,12 @@ class Ingress:
                                      RerankerClient(reranker, profile.reranker.max_batch_size),
                                      Ingester.from_settings(settings, embedder_client.embed))
         llm_tokenizer = AutoTokenizer.from_pretrained(resolve(settings.llm_spec.model, settings.models_dir))
-        generation = GenerationService(settings, knowledge, llm, AdapterStore.from_settings(settings), llm_tokenizer)
+        metrics = IngressMetrics()
+        cache = CacheService(profile.cache, db.get, embedder_client.embed, metrics.cache_result)
+        generation = GenerationService(settings, knowledge, llm, AdapterStore.from_settings(settings), llm_tokenizer,
+                                       cache)
         dependencies.install(Services(
             settings=settings, knowledge=knowledge, generation=generation,
             fine_tuning=FineTuningService(settings, db, llm_tokenizer, dispatcher),
             evals=EvalService(settings, db, generation, dispatcher),
-            health=HealthService(db, knowledge, llm), db=db, metrics=IngressMetrics(), started=int(time.time())))
+            health=HealthService(db, knowledge, llm), db=db, metrics=metrics, started=int(time.time())))

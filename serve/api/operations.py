@@ -1,4 +1,4 @@
-"""Liveness, readiness, the cluster's Prometheus metrics, and one LLM replica's engine state."""
+"""Liveness, readiness, the cluster's Prometheus metrics, one LLM replica's engine state, the semantic cache."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from serve.api.dependencies import ServicesDep
 from serve.observability.prometheus import cluster_exposition
-from serve.schemas.operations import Health
+from serve.schemas.operations import CacheStats, Health
 from serve.services.errors import ApiError
 
 router = APIRouter()
@@ -43,3 +43,22 @@ async def metrics() -> PlainTextResponse:
 async def engine_stats(s: ServicesDep) -> dict[str, Any]:
     """One LLM replica's engine: unfinished requests and the adapters it holds (with requests in flight)."""
     return await s.generation.engine_stats()
+
+
+@router.get("/v1/cache", response_model=CacheStats, tags=["operator"])
+async def cache_stats(s: ServicesDep) -> CacheStats:
+    """The semantic cache: entries, hits served, the knowledge base's version, entries invalidated by changes."""
+    return CacheStats(enabled=s.generation.cache is not None and s.settings.profile_spec.cache.enabled,
+                      **await _cache(s).stats())
+
+
+@router.delete("/v1/cache", tags=["operator"])
+async def cache_clear(s: ServicesDep) -> dict[str, Any]:
+    """Drop every cached answer."""
+    return {"object": "cache.cleared", "deleted": await _cache(s).clear()}
+
+
+def _cache(s: ServicesDep) -> Any:
+    if s.generation.cache is None:
+        raise ApiError(404, "this deployment has no semantic cache", code="cache_disabled")
+    return s.generation.cache

@@ -31,8 +31,14 @@ class IngressMetrics:
                               boundaries=LATENCY_S, tag_keys=("route", "model"))
         self.tokens = Counter("ragtune_tokens", "Prompt (in) and completion (out) tokens by route and model.",
                               tag_keys=("route", "model", "direction"))
+        self.cache = Counter("ragtune_cache", "Semantic cache lookups (hit, miss, guard_rejected: a near question the "
+                             "meaning guard refused) and stores (stored, not_stored: its knowledge changed meanwhile).",
+                             tag_keys=("result",))
         self.resumes = Counter("ragtune_generation_resumes", "Answers another LLM replica went on with after the "
                                "one generating them died.", tag_keys=("route",))
+
+    def cache_result(self, result: str) -> None:
+        self.cache.inc(tags={"result": result})
 
     def observe(self, endpoint: str, route: str, status: int, seconds: float, stages_ms: Mapping[str, float | None],
                 model: str | None, ttft_ms: float | None, tokens_in: int, tokens_out: int, resumes: int = 0) -> None:

@@ -98,6 +98,9 @@ class _GenerationRequest(StrictRequest):
     rerank: bool | None = Field(None, description="Rerank candidates with the cross-encoder. Default: profile's.")
     rewrite: bool | None = Field(None, description="Rewrite the retrieval query (the conversation's earlier user "
                                                    "turns, decomposition, acronyms). Default: the profile's.")
+    cache: bool | None = Field(None, description=(
+        "The semantic cache: false bypasses it (as does the header `Cache-Control: no-cache`); true also caches "
+        "an answer sampled above the profile's `cache.max_temperature`. Default: the profile's."))
     grounded: bool | None = Field(None, description=(
         "rag: answer through the profile's grounded-answering adapter (on cpu-dev; the gpu profile has none). "
         "Default: where the profile has one. The response's `answer_adapter` says which answered."))
@@ -206,6 +209,7 @@ class Citation(BaseModel):
 
 
 class GenerationTimings(StageTimings):
+    cache_ms: float = Field(0.0, description="The semantic cache's lookup (embedding the question included).")
     generate_ms: float = 0.0
     ttft_ms: float | None = Field(None, description="Request start to the first generated text.")
 
@@ -228,8 +232,17 @@ class ChatChoice(BaseModel):
     logprobs: None = None
 
 
+class CacheInfo(BaseModel):
+    status: Literal["hit", "miss", "bypass"]
+    similarity: float | None = Field(None, description="A hit: the cached question's cosine similarity to this one.")
+    reason: str | None = Field(None, description=(
+        "bypass: why (requested, sampled, disabled, unavailable); miss: `guard: <class>` when the meaning guard refused a "
+        "near cached question (negation, number, entity, ...)."))
+
+
 class _RagtuneFields(BaseModel):
     route: Route
+    cache: CacheInfo | None = None
     citations: list[Citation] = Field(default_factory=list)
     timings: GenerationTimings
     retrieval: RetrievalApplied | None = Field(None, description="rag and hybrid: what retrieval ran with.")
@@ -271,6 +284,7 @@ class _StreamEvent(BaseModel):
     retrieval: RetrievalApplied | None = None
     sampling: SamplingApplied | None = None
     answer_adapter: str | None = None
+    cache: CacheInfo | None = None
 
 
 class ChatCompletionChunk(_StreamEvent):

@@ -29,6 +29,7 @@ from serve.schemas.common import Route
 from serve.schemas.generation import ChatCompletionRequest, CompletionRequest
 from serve.schemas.retrieval import SearchFiltersIn
 from serve.services import prompts
+from serve.services.cache import CacheKey, CacheService, Lookup, scope_digest
 from serve.services.citations import CitationTracker, SourceText
 from serve.services.errors import ApiError, invalid, not_found
 from serve.services.knowledge import KnowledgeService, RankedHit, check_query, retrieval_bounds
@@ -60,6 +61,8 @@ class Plan:
     request_id: str | None = None  # the HTTP request's id, carried into the engine's request id
     sampling_from_profile: tuple[str, ...] = ()  # the sampling fields the request left to the route's defaults
     answer_adapter: AdapterRef | None = None  # rag: the profile's grounded-answering adapter, when it answers
+    cache_key: CacheKey | None = None  # None: the cache is bypassed (`cache_bypass` says why)
+    cache_bypass: str | None = None
 
     @property
     def structured(self) -> bool:
@@ -91,6 +94,7 @@ class Answer:
     applied: dict[str, Any] = field(default_factory=dict)  # Plan.applied(): what retrieval and sampling ran with
     structured: bool = False  # a JSON answer (response_format): citations are recorded, never written into it
     resumes: int = 0  # times another replica went on with the answer after the one generating it died
+    lookup: Lookup | None = None  # what the cache did; a miss is stored once the answer has streamed to its end
 
 
 def _ms(since: float) -> float:
@@ -99,8 +103,9 @@ def _ms(since: float) -> float:
 
 class GenerationService:
     def __init__(self, settings: Settings, knowledge: KnowledgeService, llm: DeploymentHandle,
-                 store: AdapterStore, llm_tokenizer: Any) -> None:
+                 store: AdapterStore, llm_tokenizer: Any, cache: CacheService | None = None) -> None:
         self.settings = settings
+        self.cache = cache
         self.spec = settings.llm_spec
         self.retrieval = settings.profile_spec.retrieval
         self.knowledge = knowledge
@@ -134,6 +139,8 @@ class GenerationService:
             raise invalid(f"{model_id!r} is the base model; only adapters can be deleted", param="model")
         if not await asyncio.to_thread(self.store.delete, model_id):
             raise not_found(f"The model {model_id!r} does not exist", param="model")
+        if self.cache is not None:
+            await self.cache.forget_model(model_id)
 
     async def engine_stats(self) -> dict[str, Any]:
         return await self.llm.stats.remote()
@@ -161,7 +168,7 @@ class GenerationService:
         return RetrievalOptions(top_k, top_n, reranks, filters, reason, self.knowledge.rewrite_choice(rewrite))
 
     def plan(self, body: ChatCompletionRequest | CompletionRequest, adapter: AdapterRef | None, route: Route,
-             request_id: str | None) -> Plan:
+             request_id: str | None, tenant: str = "local", no_cache: bool = False) -> Plan:
         """Everything the request asks for, checked: sampling, retrieval options, the conversation."""
         if route in ("finetuned", "plain") and not body.retrieves_nothing():
             raise invalid(f"route {route!r} does not retrieve: drop top_k, top_n, filters, rerank and rewrite",
@@ -184,8 +191,20 @@ class GenerationService:
         grounded = self.settings.profile_spec.answer_adapter_default if body.grounded is None else body.grounded
         answer_adapter = self.answer_adapter() if route == "rag" and grounded \
             and not sampling.structured else None  # a JSON answer is not what the adapter learned to write
+        bypass = "disabled" if self.cache is None else self.cache.bypass_reason(
+            body.cache, no_cache, sampling.temperature, sampling.structured)
+        key = None
+        if bypass is None:
+            key = CacheKey(scope_digest(
+                route=route, model=adapter.model_id if adapter else self.base_model, tenant=tenant,
+                answer_adapter=answer_adapter.model_id if answer_adapter else None, sampling=sampling,
+                retrieval=retrieval, kind="chat" if chat else "completion",
+                earlier=messages[:-1] if messages else None),
+                model=adapter.model_id if adapter else self.base_model, question=question, exact=not chat,
+                retrieves=retrieval is not None)
         return Plan(route, body.model, adapter, messages, None if chat else question, sampling, retrieval,
-                    request_id=request_id, sampling_from_profile=from_profile, answer_adapter=answer_adapter)
+                    request_id=request_id, sampling_from_profile=from_profile, answer_adapter=answer_adapter,
+                    cache_key=key, cache_bypass=bypass)
 
     def answer_adapter(self) -> AdapterRef | None:
         """The profile's grounded-answering adapter as the store has it now (published when the app was built);
@@ -219,8 +238,16 @@ class GenerationService:
     async def answer(self, plan: Plan) -> Answer:
         """Retrieval and the LLM's first event happen here, so errors surface before any response starts."""
         started = time.perf_counter()
-        timings: dict[str, float | None] = {"rewrite_ms": 0.0, "embed_ms": 0.0, "search_ms": 0.0, "rerank_ms": 0.0}
+        timings: dict[str, float | None] = {"rewrite_ms": 0.0, "embed_ms": 0.0, "search_ms": 0.0, "rerank_ms": 0.0,
+                                            "cache_ms": 0.0}
+        lookup = Lookup("bypass", reason=plan.cache_bypass)
+        if plan.cache_key is not None and self.cache is not None:
+            lookup = await self.cache.lookup(plan.cache_key)
+            timings["cache_ms"] = lookup.lookup_ms
+            if lookup.status == "hit":
+                return self._cached(plan, lookup, started, timings)
         messages, sources, applied = plan.messages, {}, plan.applied()
+        applied["cache"] = lookup.info()
         if plan.retrieval is not None:
             question = messages[-1]["content"] if messages else (plan.prompt or "")
             history = [m["content"] for m in (messages or [])[:-1] if m["role"] == "user"]
@@ -236,8 +263,10 @@ class GenerationService:
                 applied["answer_adapter"] = None  # it answers from sources only
             if not sources and plan.route == "rag" and not plan.structured:  # a JSON answer is asked for: no shortcut
                 timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
-                return Answer(plan.route, _single(prompts.NOT_FOUND), finish_reason="stop", timings=timings,
-                              applied=applied)
+                answer = Answer(plan.route, _single(prompts.NOT_FOUND), finish_reason="stop", timings=timings,
+                                applied=applied, lookup=lookup)
+                self._remember(answer, prompts.NOT_FOUND)
+                return answer
             conversation = messages or [{"role": "user", "content": plan.prompt or ""}]
             if sources:
                 blocks = [prompts.source_block(n, h.candidate.title, h.candidate.text) for n, h in sources.items()]
@@ -259,7 +288,7 @@ class GenerationService:
         t_generate = time.perf_counter()
         first, events = await self._start(request)
         answer = Answer(plan.route, _single(""), prompt_tokens=first.prompt_tokens, sources=sources, timings=timings,
-                        applied=applied, structured=plan.structured)
+                        applied=applied, structured=plan.structured, lookup=lookup)
         answer.pieces = self._stream(answer, self._resumable(answer, request, first, events), started, t_generate)
         return answer
 
@@ -324,6 +353,7 @@ class GenerationService:
     async def _stream(self, answer: Answer, events: AsyncIterator[Delta | Finished], started: float,
                       t_generate: float) -> AsyncIterator[str]:
         tracker = CitationTracker([SourceText(n, h.candidate.text) for n, h in answer.sources.items()])
+        streamed: list[str] = []
         try:
             async for event in events:
                 if isinstance(event, Delta):
@@ -333,12 +363,14 @@ class GenerationService:
                     if answer.structured:
                         text = event.text  # the JSON as generated; the tracker only records what it cites
                     if text:
+                        streamed.append(text)
                         yield text
                 elif isinstance(event, Finished):
                     answer.finish_reason = event.finish_reason
                     answer.completion_tokens = event.completion_tokens
             tail = tracker.finish() if answer.sources else ""
             if tail and not answer.structured:
+                streamed.append(tail)
                 yield tail
         finally:
             await events.aclose()  # the client went away: `_resumable` cancels the engine's stream
@@ -346,6 +378,31 @@ class GenerationService:
         answer.timings["total_ms"] = _ms(started)
         answer.citations = [self._citation(c.number, c.quote, answer.sources[c.number])
                             for c in sorted(tracker.cited.values(), key=lambda c: c.number)]
+        self._remember(answer, "".join(streamed))
+
+    # --------------------------------------------------------------------------------------------- cache
+
+    def _remember(self, answer: Answer, text: str) -> None:
+        """A miss whose answer streamed to its end is stored (in the background), with the documents in its prompt."""
+        lookup = answer.lookup
+        if lookup is None or lookup.status != "miss" or lookup.key is None or self.cache is None \
+                or answer.finish_reason not in ("stop", "length"):
+            return
+        applied = {k: v for k, v in answer.applied.items() if k != "cache"}
+        record = {"text": text, "finish_reason": answer.finish_reason, "prompt_tokens": answer.prompt_tokens,
+                  "completion_tokens": answer.completion_tokens, "citations": answer.citations, "applied": applied}
+        sources = {h.candidate.document_id: h.candidate.content_hash for h in answer.sources.values()}
+        self.cache.store_later(lookup.key, record, sources)
+
+    def _cached(self, plan: Plan, lookup: Lookup, started: float, timings: dict[str, float | None]) -> Answer:
+        """A hit: the stored answer, its citations and token counts, streamed in pieces when asked."""
+        stored = lookup.answer or {}
+        applied = {**stored.get("applied", plan.applied()), "cache": lookup.info()}
+        timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
+        return Answer(plan.route, _pieces(stored.get("text", "")), prompt_tokens=stored.get("prompt_tokens", 0),
+                      completion_tokens=stored.get("completion_tokens", 0),
+                      finish_reason=stored.get("finish_reason", "stop"), citations=stored.get("citations", []),
+                      timings=timings, applied=applied, structured=plan.structured, lookup=lookup)
 
     @staticmethod
     def _citation(number: int, quote: str, hit: RankedHit) -> dict[str, Any]:
@@ -358,3 +415,13 @@ class GenerationService:
 async def _single(text: str) -> AsyncIterator[str]:
     if text:
         yield text
+
+
+async def _pieces(text: str, size: int = 24) -> AsyncIterator[str]:
+    """A cached answer as a stream: pieces of about `size` characters, cut after a space."""
+    start = 0
+    while start < len(text):
+        end = text.find(" ", start + size)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
