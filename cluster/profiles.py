@@ -276,6 +276,41 @@ class CacheSpec(_Frozen):
         "prompt changed. Either way a change to such a document removes the entry in the same transaction."))
 
 
+class FeedbackSpec(_Frozen):
+    """The feedback loop (serve/services/feedback.py): answers recorded so that users can rate them."""
+
+    record_responses: bool = Field(True, description=(
+        "Keep every chat/completion answer (with its conversation) so that POST /v1/feedback can name it; off, "
+        "feedback is refused (404) and nothing users ask is stored."))
+    keep_unrated_days: PositiveInt = Field(30, description="Answers nobody rated are deleted after this.")
+
+
+class RouteGuard(_Frozen):
+    input: Literal["block", "flag", "off"] = "block"
+    chunks: Literal["strip", "flag", "block", "off"] = "strip"
+
+
+class GuardrailSpec(_Frozen):
+    """Prompt-injection guardrails (serve/services/guardrails.py): what each route does with a detection."""
+
+    enabled: bool = True
+    routes: dict[Literal["rag", "finetuned", "hybrid", "plain"], RouteGuard] = Field(default_factory=lambda: {
+        "rag": RouteGuard(), "hybrid": RouteGuard(), "finetuned": RouteGuard(chunks="off"),
+        "plain": RouteGuard(input="flag", chunks="off")}, description=(
+        "input: block (400 content_policy) or flag an injection in the user's messages; chunks: strip a retrieved "
+        "chunk that carries one (the answer goes on without it), flag it, or block the request."))
+    classifier: bool = Field(True, description="The trained classifier after the rules (else rules only).")
+    threshold: float = Field(0.6, gt=0, lt=1, description=(
+        "The classifier's P(injection) that counts as one (chosen by 5-fold cross-validation on the training set: "
+        "detection 0.72 at 0.03 false positives there; docs/guardrails.md)."))
+    strong_threshold: float = Field(0.75, gt=0, lt=1, description=(
+        "P(injection) at which the route's action (block, strip) applies; between `threshold` and this, and for "
+        "nothing but the classifier, a detection is only flagged (cross-validated: 0.56 detection at 0.015 false "
+        "positives and none on documentation chunks)."))
+    canary: bool = Field(True, description=(
+        "A random token in the system prompt of each rag/hybrid request; an answer that contains it is cut."))
+
+
 class Profile(_Frozen):
     name: ProfileName
     llm: LLMSpec
@@ -290,6 +325,8 @@ class Profile(_Frozen):
     costs: CostSpec
     evaluation: EvalSpec = EvalSpec()
     cache: CacheSpec = CacheSpec()
+    feedback: FeedbackSpec = FeedbackSpec()
+    guardrails: GuardrailSpec = GuardrailSpec()
     answer_adapter: str | None = Field(None, description=(
         "The RAG route's answer behaviour: a LoRA adapter (a models-cache reference) the base model answers "
         "with when sources are in the prompt. cpu-dev: the grounded-answering adapter built by `models prepare` "

@@ -53,12 +53,16 @@ class RagtuneClient:
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach {self.url}: {exc} (is `ragtune up` running?)") from None
 
-    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """One API call's JSON body; an error status raises ClientError with the server's message."""
+    def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A successful response whatever its body (an export); an error status raises like `request`."""
         response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             raise ClientError(_message(response), 2 if response.status_code < 500 else 1, response.status_code)
-        return response.json()
+        return response
+
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """One API call's JSON body; an error status raises ClientError with the server's message."""
+        return self.raw(method, path, **kwargs).json()
 
     def base_model(self) -> str:
         return next(m["id"] for m in self.request("GET", "/v1/models")["data"] if not m.get("parent"))

@@ -29,6 +29,9 @@ keys_app = typer.Typer(help="API keys (`Authorization: Bearer`); stored hashed i
                        no_args_is_help=True)
 app.add_typer(evals_app, name="evals")
 app.add_typer(keys_app, name="keys")
+feedback_app = typer.Typer(help="Users' ratings of answers (POST /v1/feedback), as eval sets and training files.",
+                           no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
 
 
 def say_error(message: str) -> None:
@@ -622,3 +625,23 @@ def demo() -> None:
     from cluster.cli.demo import run_demo
 
     run_demo(settings())
+
+
+@feedback_app.command("export")
+def feedback_export(
+    as_: Annotated[str, typer.Option("--as", help="eval: an eval test set; train: a fine-tuning file.")],
+    out: Annotated[Path, typer.Option(help="Where to write the JSONL.")],
+) -> None:
+    """Rated answers as JSONL: `--as eval` for `ragtune eval FILE`, `--as train` for `ragtune train FILE`."""
+    if as_ not in ("eval", "train"):
+        fail(f"--as must be eval or train, not {as_!r}", 2)
+    with RagtuneClient(settings().http_url, timeout_s=120) as client:
+        response = client.raw("GET", "/v1/feedback/export", params={"as": as_})
+    lines = int(response.headers.get("x-lines", "0"))
+    if lines == 0:
+        fail("no rated answers to export yet (POST /v1/feedback rates one)", 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(response.content)
+    tmp.replace(out)  # never a half-written file under the name
+    typer.echo(f"wrote {lines} {'cases' if as_ == 'eval' else 'examples'} to {out}")

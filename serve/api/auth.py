@@ -5,9 +5,9 @@ The rule, in order:
 2. While the cluster has no user key (a fresh local demo), loopback clients need none and anyone else is refused:
    binding the ingress beyond loopback without a key is also refused at `ragtune up`.
 3. Once a user key exists, every other request needs an active key whose scope allows it: `use` for the model
-   endpoints (chat, completions, embeddings, search, rerank, models, reading documents), `admin` for everything
-   that changes the cluster or reads its internals (documents write/delete, files, fine-tuning, model deletion,
-   evals, metrics). 401 without a valid key, 403 for a key of the wrong scope, in OpenAI's error shape.
+   endpoints (chat, completions, embeddings, search, rerank, models, reading documents, rating an answer),
+   `admin` for everything that changes the cluster or reads its internals (documents write/delete, files,
+   fine-tuning, model deletion, evals, metrics, the cache, feedback stats and exports). 401 without a valid key, 403 for a key of the wrong scope, in OpenAI's error shape.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from serve.api.errors import DATABASE_ERRORS, error_response
 log = logging.getLogger("ray.serve.ragtune.ingress")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-_USE = [("POST", re.compile(r"^/v1/(chat/completions|completions|embeddings|search|rerank)$")),
+_USE = [("POST", re.compile(r"^/v1/(chat/completions|completions|embeddings|search|rerank|feedback)$")),
         ("GET", re.compile(r"^/v1/models(/[^/]+)?$")),
         ("GET", re.compile(r"^/v1/documents(/[^/]+)?$"))]
 

@@ -14,6 +14,7 @@ from cluster.store.db import LazyPool
 from serve.observability.metrics import IngressMetrics
 from serve.observability.request_log import current
 from serve.services.evals import EvalService
+from serve.services.feedback import FeedbackService
 from serve.services.fine_tuning import FineTuningService
 from serve.services.generation import GenerationService
 from serve.services.health import HealthService
@@ -27,6 +28,7 @@ class Services:
     generation: GenerationService
     fine_tuning: FineTuningService
     evals: EvalService
+    feedback: FeedbackService
     health: HealthService
     db: LazyPool  # the error handlers expire its connections after a database failure
     metrics: IngressMetrics  # the request observer records every request into them
@@ -76,3 +78,9 @@ def observe(route: str, **fields: Any) -> None:
         record.route = route
         for key, value in fields.items():
             setattr(record, key, value)
+
+
+def tenant(request: Any) -> str:
+    """Whose request this is: the API key's id (serve.api.auth puts it in the request's state), `local` while the
+    cluster has no keys. Cache entries and recorded answers belong to it."""
+    return request.scope.get("state", {}).get("api_key_id") or "local"

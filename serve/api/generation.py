@@ -6,22 +6,23 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from cluster.ops.redaction import redact_values
+from cluster.store.feedback import ResponseRecord
 from serve.api import errors
-from serve.api.dependencies import Services, ServicesDep, observe
+from serve.api.dependencies import Services, ServicesDep, observe, tenant
 from serve.observability.request_log import current
 from serve.schemas.common import ErrorDetail, ErrorResponse, Route
 from serve.schemas.generation import (
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, ChunkDelta,
     Completion, CompletionChoice, CompletionChunk, CompletionRequest, ModelCard, ModelDeleted, ModelList, Usage,
 )
-from serve.services.errors import not_found
+from serve.services.errors import ApiError, not_found
 from serve.services.generation import Answer
 
 router = APIRouter(tags=["generation"])
@@ -36,9 +37,8 @@ async def _answer(s: Services, body: ChatCompletionRequest | CompletionRequest, 
     observe(route, model=body.model if adapter else g.base_model, adapter=adapter.name if adapter else None)
     record = current()
     no_cache = any(d in (request.headers.get("cache-control") or "").lower() for d in ("no-cache", "no-store"))
-    tenant = request.scope.get("state", {}).get("api_key_id") or "local"
     plan = await asyncio.to_thread(g.plan, body, adapter, route, record.request_id if record else None,
-                                   tenant, no_cache)
+                                   tenant(request), no_cache)
     answer = await g.answer(plan)
     observe(route, answer=answer)
     return answer
@@ -53,11 +53,35 @@ def _usage(answer: Answer) -> Usage:
                  total_tokens=answer.prompt_tokens + answer.completion_tokens)
 
 
-def _stream(answer: Answer, chunk: Callable[..., BaseModel], include_usage: bool) -> StreamingResponse:
+def _record(rid: str, body: ChatCompletionRequest | CompletionRequest, answer: Answer, text: str,
+            request: Request) -> ResponseRecord:
+    """The answer as served, for the feedback loop (a rating names it by `rid`)."""
+    chat = isinstance(body, ChatCompletionRequest)
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages] if chat \
+        else [{"role": "user", "content": body.text()}]  # type: ignore[union-attr]
+    lookup = answer.lookup
+    return ResponseRecord(
+        id=rid, kind="chat" if chat else "completion", route=answer.route, model=body.model, adapter=answer.adapter,
+        tenant=tenant(request), messages=messages, answer=text, finish_reason=answer.finish_reason,
+        citations=answer.citations, timings=answer.timings, usage=_usage(answer).model_dump(),
+        cache_status=lookup.status if lookup else None,
+        cache_scope=lookup.key.scope if lookup and lookup.key else None,
+        cache_entry=lookup.entry_id if lookup else None)
+
+
+def _stream(answer: Answer, chunk: Callable[..., BaseModel], include_usage: bool,
+            finished: Callable[[str], Awaitable[None]] | None = None) -> StreamingResponse:
     async def events() -> AsyncIterator[str]:
+        text: list[str] = []
         try:
             async for piece in answer.pieces:
+                text.append(piece)
                 yield _sse(chunk(piece, None))
+        except ApiError as exc:  # refused mid-answer (the guardrails' canary): its own status's error
+            yield _sse(ErrorResponse(error=ErrorDetail(message=exc.message, type=exc.type, param=exc.param,
+                                                       code=exc.code)))
+            yield _sse("[DONE]")
+            return
         except Exception as exc:  # noqa: BLE001 - headers are sent: say what happened, never a silent close
             log.warning("stream cut: %r", exc)
             yield _sse(ErrorResponse(error=ErrorDetail(
@@ -71,6 +95,8 @@ def _stream(answer: Answer, chunk: Callable[..., BaseModel], include_usage: bool
         yield _sse(chunk("", answer.finish_reason))
         yield _sse(chunk(None, None, usage=_usage(answer) if include_usage else None, route=answer.route,
                          citations=answer.citations, timings=answer.timings, **answer.applied))
+        if finished is not None:  # before [DONE]: a rating sent as soon as the stream ends finds the answer
+            await finished("".join(text))
         yield _sse("[DONE]")
 
     return StreamingResponse(events(), media_type="text/event-stream",
@@ -94,8 +120,10 @@ async def chat_completions(body: ChatCompletionRequest, s: ServicesDep, request:
             return ChatCompletionChunk(id=rid, created=created, model=body.model,
                                        choices=[ChunkChoice(delta=delta, finish_reason=finish)])
 
-        return _stream(answer, chunk, body.stream_options is None or body.stream_options.include_usage)
+        return _stream(answer, chunk, body.stream_options is None or body.stream_options.include_usage,
+                       lambda text: s.feedback.record(_record(rid, body, answer, text, request)))
     text = "".join([piece async for piece in answer.pieces])
+    await s.feedback.record(_record(rid, body, answer, text, request))
     return ChatCompletion(id=rid, created=created, model=body.model, route=answer.route,
                           choices=[ChatChoice(message=AssistantMessage(content=text),
                                               finish_reason=answer.finish_reason)],
@@ -114,8 +142,10 @@ async def completions(body: CompletionRequest, s: ServicesDep, request: Request)
             choices = [] if text is None else [CompletionChoice(text=text, finish_reason=finish)]
             return CompletionChunk(id=rid, created=created, model=body.model, choices=choices, **final)
 
-        return _stream(answer, chunk, body.stream_options is None or body.stream_options.include_usage)
+        return _stream(answer, chunk, body.stream_options is None or body.stream_options.include_usage,
+                       lambda text: s.feedback.record(_record(rid, body, answer, text, request)))
     text = "".join([piece async for piece in answer.pieces])
+    await s.feedback.record(_record(rid, body, answer, text, request))
     return Completion(id=rid, created=created, model=body.model, route=answer.route,
                       choices=[CompletionChoice(text=text, finish_reason=answer.finish_reason)],
                       usage=_usage(answer), citations=answer.citations, timings=answer.timings, **answer.applied)

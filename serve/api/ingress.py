@@ -16,7 +16,7 @@ from cluster.ops.handles import EmbedderClient, RerankerClient
 from cluster.settings import Settings
 from cluster.store.adapters import AdapterStore
 from cluster.store.db import LazyPool
-from serve.api import dependencies, documents, errors, evals, fine_tuning, generation, operations, retrieval
+from serve.api import dependencies, documents, errors, evals, feedback, fine_tuning, generation, operations, retrieval
 from serve.api.auth import ApiKeyAuth
 from serve.api.body_guard import BodyGuard
 from serve.api.dependencies import Services
@@ -25,8 +25,10 @@ from serve.observability.request_log import RequestObserver
 from serve.schemas.common import ErrorResponse
 from serve.services.cache import CacheService
 from serve.services.evals import EvalService
+from serve.services.feedback import FeedbackService
 from serve.services.fine_tuning import FineTuningService
 from serve.services.generation import GenerationService
+from serve.services.guardrails import GuardrailService
 from serve.services.health import HealthService
 from serve.services.knowledge import KnowledgeService
 
@@ -42,7 +44,7 @@ app.add_middleware(BodyGuard, limits=dependencies.body_limits)
 app.add_middleware(ApiKeyAuth, pool=dependencies.database_pool)  # outside the guard: no body read before the key
 # Outermost: it sees every response, errors included, and measures streams to their last byte.
 app.add_middleware(RequestObserver, metrics=dependencies.current_metrics)
-for area in (operations, documents, retrieval, generation, fine_tuning, evals):
+for area in (operations, documents, retrieval, generation, fine_tuning, evals, feedback):
     app.include_router(area.router)
 
 
@@ -64,10 +66,12 @@ class Ingress:
         llm_tokenizer = AutoTokenizer.from_pretrained(resolve(settings.llm_spec.model, settings.models_dir))
         metrics = IngressMetrics()
         cache = CacheService(profile.cache, db.get, embedder_client.embed, metrics.cache_result)
+        guardrails = GuardrailService(profile.guardrails, metrics.guardrail)
         generation = GenerationService(settings, knowledge, llm, AdapterStore.from_settings(settings), llm_tokenizer,
-                                       cache)
+                                       cache, guardrails)
         dependencies.install(Services(
             settings=settings, knowledge=knowledge, generation=generation,
             fine_tuning=FineTuningService(settings, db, llm_tokenizer, dispatcher),
             evals=EvalService(settings, db, generation, dispatcher),
+            feedback=FeedbackService(profile.feedback, db.get),
             health=HealthService(db, knowledge, llm), db=db, metrics=metrics, started=int(time.time())))

@@ -29,14 +29,31 @@ async def readyz(s: ServicesDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse, tags=["health"])
-async def metrics() -> PlainTextResponse:
+async def metrics(s: ServicesDep) -> PlainTextResponse:
     """Prometheus exposition of the whole cluster: ragtune's metrics, Ray's (Serve included) and vLLM's."""
     try:
         text = await cluster_exposition()
     except RuntimeError:
         raise ApiError(503, "no Ray metrics agent answered", type="service_unavailable",
                        code="metrics_unavailable") from None
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+    return PlainTextResponse(text + await _cache_exposition(s),
+                             media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _cache_exposition(s: ServicesDep) -> str:
+    """The cache's cluster-wide figures, from Postgres (the triggers count invalidations, whoever writes documents:
+    no replica's counter sees them all); nothing when the database cannot be read."""
+    if s.generation.cache is None:
+        return ""
+    try:
+        stats = await s.generation.cache.stats()
+    except Exception:  # noqa: BLE001 - the rest of the scrape is still worth having
+        return ""
+    return ("# HELP ragtune_cache_invalidations_total Cache entries removed because a document in their prompt "
+            "changed.\n# TYPE ragtune_cache_invalidations_total counter\n"
+            f"ragtune_cache_invalidations_total {stats['invalidations']}\n"
+            "# HELP ragtune_cache_entries Answers in the semantic cache.\n# TYPE ragtune_cache_entries gauge\n"
+            f"ragtune_cache_entries {stats['entries']}\n")
 
 
 @router.get("/v1/engine/stats", tags=["operator"])

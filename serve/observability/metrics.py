@@ -34,8 +34,13 @@ class IngressMetrics:
         self.cache = Counter("ragtune_cache", "Semantic cache lookups (hit, miss, guard_rejected: a near question the "
                              "meaning guard refused) and stores (stored, not_stored: its knowledge changed meanwhile).",
                              tag_keys=("result",))
+        self.guardrails = Counter("ragtune_guardrails", "Guardrail decisions other than pass on inputs, chunks "
+                                  "and outputs, by action and what was found.", tag_keys=("where", "action", "kind"))
         self.resumes = Counter("ragtune_generation_resumes", "Answers another LLM replica went on with after the "
                                "one generating them died.", tag_keys=("route",))
+
+    def guardrail(self, where: str, action: str, kind: str) -> None:
+        self.guardrails.inc(tags={"where": where, "action": action, "kind": kind})
 
     def cache_result(self, result: str) -> None:
         self.cache.inc(tags={"result": result})

@@ -236,13 +236,38 @@ class CacheInfo(BaseModel):
     status: Literal["hit", "miss", "bypass"]
     similarity: float | None = Field(None, description="A hit: the cached question's cosine similarity to this one.")
     reason: str | None = Field(None, description=(
-        "bypass: why (requested, sampled, disabled, unavailable); miss: `guard: <class>` when the meaning guard refused a "
-        "near cached question (negation, number, entity, ...)."))
+        "bypass: why (requested, sampled, disabled, unavailable); miss: `guard: <class>` when the meaning guard "
+        "refused a near cached question (negation, number, entity, ...)."))
+
+
+class GuardFinding(BaseModel):
+    layer: Literal["rule", "classifier", "canary"]
+    kind: str = Field(description="override, roleplay, extraction, exfiltration, encoded (a rule matched what the "
+                                  "text hides: base64, a comment, leetspeak...), or injection (the classifier).")
+    score: float | None = Field(None, description="The classifier's P(injection).")
+
+
+class GuardDecision(BaseModel):
+    action: Literal["pass", "flag", "strip", "block"]
+    findings: list[GuardFinding] = Field(default_factory=list)
+
+
+class ChunkGuard(GuardDecision):
+    document_id: str
+    source: str
+    chunk_ordinal: int
+
+
+class GuardrailsInfo(BaseModel):
+    input: GuardDecision | None = Field(None, description="The user's messages (null: guardrails off here).")
+    chunks: list[ChunkGuard] = Field(default_factory=list, description="Retrieved chunks flagged or stripped.")
+    output: str | None = Field(None, description="`canary` when the answer was cut for revealing the prompt.")
 
 
 class _RagtuneFields(BaseModel):
     route: Route
     cache: CacheInfo | None = None
+    guardrails: GuardrailsInfo | None = None
     citations: list[Citation] = Field(default_factory=list)
     timings: GenerationTimings
     retrieval: RetrievalApplied | None = Field(None, description="rag and hybrid: what retrieval ran with.")
@@ -285,6 +310,7 @@ class _StreamEvent(BaseModel):
     sampling: SamplingApplied | None = None
     answer_adapter: str | None = None
     cache: CacheInfo | None = None
+    guardrails: GuardrailsInfo | None = None
 
 
 class ChatCompletionChunk(_StreamEvent):

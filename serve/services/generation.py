@@ -32,6 +32,7 @@ from serve.services import prompts
 from serve.services.cache import CacheKey, CacheService, Lookup, scope_digest
 from serve.services.citations import CitationTracker, SourceText
 from serve.services.errors import ApiError, invalid, not_found
+from serve.services.guardrails import GuardrailService
 from serve.services.knowledge import KnowledgeService, RankedHit, check_query, retrieval_bounds
 
 log = logging.getLogger("ray.serve.ragtune.generation")
@@ -95,6 +96,7 @@ class Answer:
     structured: bool = False  # a JSON answer (response_format): citations are recorded, never written into it
     resumes: int = 0  # times another replica went on with the answer after the one generating it died
     lookup: Lookup | None = None  # what the cache did; a miss is stored once the answer has streamed to its end
+    adapter: str | None = None  # the adapter name@version that answered, if one did
 
 
 def _ms(since: float) -> float:
@@ -103,9 +105,11 @@ def _ms(since: float) -> float:
 
 class GenerationService:
     def __init__(self, settings: Settings, knowledge: KnowledgeService, llm: DeploymentHandle,
-                 store: AdapterStore, llm_tokenizer: Any, cache: CacheService | None = None) -> None:
+                 store: AdapterStore, llm_tokenizer: Any, cache: CacheService | None = None,
+                 guardrails: GuardrailService | None = None) -> None:
         self.settings = settings
         self.cache = cache
+        self.guardrails = guardrails
         self.spec = settings.llm_spec
         self.retrieval = settings.profile_spec.retrieval
         self.knowledge = knowledge
@@ -240,14 +244,20 @@ class GenerationService:
         started = time.perf_counter()
         timings: dict[str, float | None] = {"rewrite_ms": 0.0, "embed_ms": 0.0, "search_ms": 0.0, "rerank_ms": 0.0,
                                             "cache_ms": 0.0}
+        guarded: dict[str, Any] = {"input": None, "chunks": []}
+        if self.guardrails is not None:  # before anything else: a blocked request costs nothing and caches nothing
+            asked = plan.messages or [{"role": "user", "content": plan.prompt or ""}]
+            guarded["input"] = self.guardrails.check_input(plan.route, asked).as_dict()
         lookup = Lookup("bypass", reason=plan.cache_bypass)
         if plan.cache_key is not None and self.cache is not None:
             lookup = await self.cache.lookup(plan.cache_key)
             timings["cache_ms"] = lookup.lookup_ms
             if lookup.status == "hit":
-                return self._cached(plan, lookup, started, timings)
+                return self._cached(plan, lookup, started, timings, guarded)
         messages, sources, applied = plan.messages, {}, plan.applied()
         applied["cache"] = lookup.info()
+        applied["guardrails"] = guarded
+        canary = None
         if plan.retrieval is not None:
             question = messages[-1]["content"] if messages else (plan.prompt or "")
             history = [m["content"] for m in (messages or [])[:-1] if m["role"] == "user"]
@@ -257,21 +267,23 @@ class GenerationService:
             timings.update(rewrite_ms=outcome.rewrite_ms, embed_ms=outcome.embed_ms, search_ms=outcome.search_ms,
                            rerank_ms=outcome.rerank_ms)
             applied["retrieval"].update(queries=list(outcome.queries), rewrites=list(outcome.rewrites))
-            hits = self._within_budget([h for h in outcome.hits if self._relevant(h)])
+            hits = self._within_budget(self._guard_chunks(plan.route, [h for h in outcome.hits if self._relevant(h)],
+                                                          guarded))
             sources = {i: h for i, h in enumerate(hits, start=1)}
             if not sources:
                 applied["answer_adapter"] = None  # it answers from sources only
             if not sources and plan.route == "rag" and not plan.structured:  # a JSON answer is asked for: no shortcut
                 timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
                 answer = Answer(plan.route, _single(prompts.NOT_FOUND), finish_reason="stop", timings=timings,
-                                applied=applied, lookup=lookup)
+                                applied=applied, lookup=lookup)  # no adapter answered: the fixed abstention
                 self._remember(answer, prompts.NOT_FOUND)
                 return answer
             conversation = messages or [{"role": "user", "content": plan.prompt or ""}]
             if sources:
                 blocks = [prompts.source_block(n, h.candidate.title, h.candidate.text) for n, h in sources.items()]
                 system = prompts.RAG_SYSTEM if plan.route == "rag" else prompts.HYBRID_SYSTEM
-                messages = prompts.with_sources(conversation, blocks, system)
+                canary = self.guardrails.canary(plan.route) if self.guardrails else None
+                messages = prompts.with_sources(conversation, blocks, prompts.with_canary(system, canary))
             else:  # hybrid with nothing relevant: the adapter answers on its own
                 messages = prompts.as_chat(conversation, plan.adapter.metadata.get("system_prompt")
                                            if plan.adapter else None)
@@ -288,8 +300,10 @@ class GenerationService:
         t_generate = time.perf_counter()
         first, events = await self._start(request)
         answer = Answer(plan.route, _single(""), prompt_tokens=first.prompt_tokens, sources=sources, timings=timings,
-                        applied=applied, structured=plan.structured, lookup=lookup)
-        answer.pieces = self._stream(answer, self._resumable(answer, request, first, events), started, t_generate)
+                        applied=applied, structured=plan.structured, lookup=lookup,
+                        adapter=lora.model_id if lora else None)
+        answer.pieces = self._stream(answer, self._resumable(answer, request, first, events), started, t_generate,
+                                     canary)
         return answer
 
     async def _start(self, request: GenerationRequest) -> tuple[Started, Any]:
@@ -351,14 +365,18 @@ class GenerationService:
                 sampling=replace(request.sampling, max_tokens=left)))
 
     async def _stream(self, answer: Answer, events: AsyncIterator[Delta | Finished], started: float,
-                      t_generate: float) -> AsyncIterator[str]:
+                      t_generate: float, canary: str | None = None) -> AsyncIterator[str]:
         tracker = CitationTracker([SourceText(n, h.candidate.text) for n, h in answer.sources.items()])
         streamed: list[str] = []
+        generated = ""  # the model's own text, for the canary check (markers added by the tracker are ours)
         try:
             async for event in events:
                 if isinstance(event, Delta):
                     if answer.timings.get("ttft_ms") is None:
                         answer.timings["ttft_ms"] = _ms(started)
+                    generated += event.text
+                    if canary and canary in generated:
+                        self._leaked(answer)
                     text = tracker.feed(event.text) if answer.sources else event.text
                     if answer.structured:
                         text = event.text  # the JSON as generated; the tracker only records what it cites
@@ -380,6 +398,31 @@ class GenerationService:
                             for c in sorted(tracker.cited.values(), key=lambda c: c.number)]
         self._remember(answer, "".join(streamed))
 
+    # ---------------------------------------------------------------------------------------- guardrails
+
+    def _guard_chunks(self, route: Route, hits: list[RankedHit], guarded: dict[str, Any]) -> list[RankedHit]:
+        """Retrieved chunks with an injection are stripped (or flagged) before the prompt is built."""
+        if self.guardrails is None or not hits:
+            return hits
+        kept = []
+        for hit, decision in zip(hits, self.guardrails.check_chunks(route, [h.candidate.text for h in hits])):
+            if decision.action != "pass":
+                c = hit.candidate
+                guarded["chunks"].append({"document_id": str(c.document_id), "source": c.source,
+                                          "chunk_ordinal": c.ordinal, **decision.as_dict()})
+            if decision.action != "strip":
+                kept.append(hit)
+        return kept
+
+    def _leaked(self, answer: Answer) -> None:
+        """The system prompt's canary is in the answer: the prompt leaked (an injection worked). The answer ends
+        here, as an error; nothing of it is cached."""
+        assert self.guardrails is not None
+        self.guardrails.leaked()
+        answer.applied.setdefault("guardrails", {})["output"] = "canary"
+        raise ApiError(400, "the answer was cut: it began to reveal the system prompt (the prompt-injection "
+                            "guardrails' canary appeared in it)", code="content_policy")
+
     # --------------------------------------------------------------------------------------------- cache
 
     def _remember(self, answer: Answer, text: str) -> None:
@@ -394,15 +437,18 @@ class GenerationService:
         sources = {h.candidate.document_id: h.candidate.content_hash for h in answer.sources.values()}
         self.cache.store_later(lookup.key, record, sources)
 
-    def _cached(self, plan: Plan, lookup: Lookup, started: float, timings: dict[str, float | None]) -> Answer:
+    def _cached(self, plan: Plan, lookup: Lookup, started: float, timings: dict[str, float | None],
+                guarded: dict[str, Any]) -> Answer:
         """A hit: the stored answer, its citations and token counts, streamed in pieces when asked."""
         stored = lookup.answer or {}
         applied = {**stored.get("applied", plan.applied()), "cache": lookup.info()}
+        applied["guardrails"] = {**applied.get("guardrails", {}), "input": guarded["input"]}  # chunks: as answered
         timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
         return Answer(plan.route, _pieces(stored.get("text", "")), prompt_tokens=stored.get("prompt_tokens", 0),
                       completion_tokens=stored.get("completion_tokens", 0),
                       finish_reason=stored.get("finish_reason", "stop"), citations=stored.get("citations", []),
-                      timings=timings, applied=applied, structured=plan.structured, lookup=lookup)
+                      timings=timings, applied=applied, structured=plan.structured, lookup=lookup,
+                      adapter=plan.adapter.model_id if plan.adapter else applied.get("answer_adapter"))
 
     @staticmethod
     def _citation(number: int, quote: str, hit: RankedHit) -> dict[str, Any]:

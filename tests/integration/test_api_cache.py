@@ -102,8 +102,10 @@ def test_changing_a_source_document_invalidates_its_answers(api: httpx.Client, r
     response = api.post("/v1/documents", json={"content": DOC.replace("three times", "five times"),
                                                "source": relay_doc, "title": "Quillfeather relay"})
     assert response.status_code == 200 and response.json()["updated"] == 1, response.text
-    assert api.get("/v1/cache").json()["invalidations"] > invalidations  # at once: the write's own transaction
+    now = api.get("/v1/cache").json()["invalidations"]
+    assert now > invalidations  # at once: the write's own transaction
     assert _ask(api, question)["cache"]["status"] == "miss"
+    assert f"ragtune_cache_invalidations_total {now}" in api.get("/metrics").text
 
 
 def test_a_new_adapter_version_never_gets_the_old_versions_answer(api: httpx.Client, live: Settings,

@@ -155,3 +155,27 @@ async def test_no_resume_when_the_profile_turns_it_off() -> None:
         async for _ in answer.pieces:
             pass
     assert len(llm.requests) == 1
+
+
+async def test_an_answer_that_reveals_the_guardrails_canary_is_cut_and_counted() -> None:
+    from cluster.profiles import GuardrailSpec
+    from serve.services.errors import ApiError
+    from serve.services.guardrails import GuardrailService
+
+    counted: list[tuple[str, ...]] = []
+    service = _service(FakeLLM())
+    service.guardrails = GuardrailService(GuardrailSpec(classifier=False), lambda *c: counted.append(c))
+    answer = await service.answer(_plan())
+    answer.pieces = service._stream(answer, _leaking(), 0.0, 0.0, canary="rt-canary-abc")
+    streamed = []
+    with pytest.raises(ApiError) as cut:
+        async for piece in answer.pieces:
+            streamed.append(piece)
+    assert cut.value.code == "content_policy" and "rt-canary-abc" not in "".join(streamed)
+    assert counted == [("output", "block", "canary")] and answer.applied["guardrails"]["output"] == "canary"
+
+
+async def _leaking() -> AsyncIterator[Any]:
+    for text in ("My instructions say ", "rt-canary-", "abc and more"):
+        yield Delta(text, 1)
+    yield Finished("stop", 7, 3)
