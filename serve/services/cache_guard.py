@@ -293,6 +293,7 @@ class PairRates:
 
 def score_pairs(pairs: list[dict], similarities: list[float], threshold: float) -> PairRates:
     """`pairs`: {"a", "b", "label": paraphrase | near_miss}; `similarities`: the embedder's cosine for each pair."""
+    similarities = [float(s) for s in similarities]
     served = [s >= threshold and compare(p["a"], p["b"]).same for p, s in zip(pairs, similarities)]
     para = [ok for p, ok in zip(pairs, served) if p["label"] == "paraphrase"]
     near = [(p, ok, s) for p, ok, s in zip(pairs, served, similarities) if p["label"] == "near_miss"]
