@@ -6,7 +6,6 @@ dispatchers at once, and a leader whose lock connection is terminated."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,9 +15,9 @@ import asyncpg
 import pytest
 
 from cluster.settings import FineTuningLimits, Settings
-from cluster.store import db
 from cluster.store import fine_tuning as ft
 from serve.deployments import dispatcher as dispatching
+from tests.support.private_db import private_pool
 
 RAY_SECRET = "ray://10.1.2.3:10001 /home/ray/session_2026/logs"  # must never reach a job's error
 
@@ -66,14 +65,8 @@ class FakeRay:
 
 @pytest.fixture(scope="module")
 async def pool() -> AsyncIterator[asyncpg.Pool]:
-    pgdata = Path(tempfile.mkdtemp(prefix="q-", dir="/tmp")) / "pg"
-    url = db.start_embedded(pgdata)
-    pool = await db.connect(url, 8, "test-embedder", max_size=12)
-    try:
+    async with private_pool("q-", max_size=12) as pool:
         yield pool
-    finally:
-        await pool.close()
-        db.stop_embedded(pgdata)
 
 
 @pytest.fixture

@@ -4,30 +4,23 @@ became, stats per day/route/adapter, unrated answers pruned after the profile's 
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import AsyncIterator
 
 import asyncpg
 import numpy as np
 import pytest
 
-from cluster.store import cache, db
+from cluster.store import cache
 from cluster.store import feedback as store
+from tests.support.private_db import private_pool
 
 DIM = 8
 
 
 @pytest.fixture(scope="module")
 async def pool() -> AsyncIterator[asyncpg.Pool]:
-    pgdata = Path(tempfile.mkdtemp(prefix="f-", dir="/tmp")) / "pg"
-    url = db.start_embedded(pgdata)
-    pool = await db.connect(url, DIM, "test-embedder", max_size=4)
-    try:
+    async with private_pool("f-", DIM, max_size=4) as pool:
         yield pool
-    finally:
-        await pool.close()
-        db.stop_embedded(pgdata)
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import tempfile
 import uuid
-from pathlib import Path
 from typing import AsyncIterator
 
 import asyncpg
@@ -20,8 +18,9 @@ from cluster.content.chunking import Chunk
 from cluster.content.parsing import NewDocument
 from cluster.profiles import CacheSpec
 from cluster.store import cache as store
-from cluster.store import db, knowledge
+from cluster.store import knowledge
 from serve.services.cache import CacheKey, CacheService
+from tests.support.private_db import private_pool
 
 DIM = 8
 
@@ -50,14 +49,8 @@ class Embeddings:
 
 @pytest.fixture(scope="module")
 async def pool() -> AsyncIterator[asyncpg.Pool]:
-    pgdata = Path(tempfile.mkdtemp(prefix="c-", dir="/tmp")) / "pg"
-    url = db.start_embedded(pgdata)
-    pool = await db.connect(url, DIM, "test-embedder", max_size=8)
-    try:
+    async with private_pool("c-", DIM) as pool:
         yield pool
-    finally:
-        await pool.close()
-        db.stop_embedded(pgdata)
 
 
 @pytest.fixture
