@@ -368,15 +368,17 @@ class GenerationService:
                       t_generate: float, canary: str | None = None) -> AsyncIterator[str]:
         tracker = CitationTracker([SourceText(n, h.candidate.text) for n, h in answer.sources.items()])
         streamed: list[str] = []
-        generated = ""  # the model's own text, for the canary check (markers added by the tracker are ours)
+        seen = ""  # the model's own latest text, as long as the canary: where a leak would show (markers are ours)
         try:
             async for event in events:
                 if isinstance(event, Delta):
                     if answer.timings.get("ttft_ms") is None:
                         answer.timings["ttft_ms"] = _ms(started)
-                    generated += event.text
-                    if canary and canary in generated:
-                        self._leaked(answer)
+                    if canary:
+                        seen += event.text
+                        if canary in seen:
+                            self._leaked(answer)
+                        seen = seen[-len(canary):]
                     text = tracker.feed(event.text) if answer.sources else event.text
                     if answer.structured:
                         text = event.text  # the JSON as generated; the tracker only records what it cites

@@ -138,16 +138,18 @@ def _views(text: str) -> list[tuple[str, bool]]:
 _QUOTED = re.compile(r"'[^'\n]{3,80}'|\"[^\"\n]{3,80}\"|“[^”\n]{3,80}”|`[^`\n]{3,80}`")
 
 
-def rule_findings(text: str) -> list[Finding]:
+@lru_cache(maxsize=4096)
+def rule_findings(text: str) -> tuple[Finding, ...]:
     """What the rules find; a quoted phrase ("text such as 'ignore all previous instructions'") is a mention, not an
-    instruction, and is left to the classifier."""
+    instruction, and is left to the classifier. Cached: the detector and the classifier's rule features both ask
+    for the same text, and every view (decodings, foldings) costs a full pass of the rules."""
     found: dict[str, Finding] = {}
     for view, decoded in _views(_QUOTED.sub(" ", text)):
         for kind, pattern in _COMPILED:
             if pattern.search(view):
                 name = "encoded" if decoded else kind
                 found.setdefault(name, Finding("rule", name))
-    return list(found.values())
+    return tuple(found.values())
 
 
 class Classifier:
@@ -200,7 +202,7 @@ class Detector:
     classifier: Classifier | None = field(default=None)
 
     def findings(self, texts: list[str]) -> list[list[Finding]]:
-        out = [rule_findings(t) for t in texts]
+        out = [list(rule_findings(t)) for t in texts]
         if self.classifier is not None and texts:
             for found, p in zip(out, self.classifier.score(texts)):
                 if p >= self.threshold:

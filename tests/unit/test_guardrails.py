@@ -57,7 +57,7 @@ def test_instructions_hidden_in_encodings_and_comments_are_found(text: str) -> N
 
 @pytest.mark.parametrize("text", BENIGN)
 def test_text_about_prompts_and_ordinary_imperatives_trip_no_rule(text: str) -> None:
-    assert rule_findings(text) == [], rule_findings(text)
+    assert rule_findings(text) == (), rule_findings(text)
 
 
 def _service(**routes: RouteGuard) -> GuardrailService:
