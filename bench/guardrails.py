@@ -1,17 +1,19 @@
-"""The prompt-injection guardrails on a held-out labelled set: detection rate on injections, false positives on
+"""The prompt-injection guardrails on held-out labelled sets: detection rate on injections, false positives on
 benign text (questions, documentation, and look-alikes that talk about prompts), per layer, place and kind.
 
-    python -m bench.guardrails [--set cluster/evaluation/sets/injections_heldout.jsonl]
+    python -m bench.guardrails [--set FILE ...]
 
-The classifier is trained on `injections_train.jsonl` exactly as the ingress trains it at start-up; the held-out
-set was written separately and is never trained on. Goal: detection >= 0.9 at <= 0.02 false positives.
-Writes bench/results/guardrails.json.
+The classifier is trained exactly as the ingress trains it at start-up (`training_examples()`); no held-out set is
+trained on (cluster/evaluation/sets/README.md says which is which). Default sets: `injections_heldout2.jsonl` (sealed),
+`injections_heldout.jsonl` (the development set since its first run), `jailbreaks_wild_heldout.jsonl` (real
+jailbreaks; detection only). Then false positives on real documentation nobody labelled or trained on: man pages
+and the standard library's pydoc, chunked exactly as ingestion chunks them (`--docs 0` skips it). Goal: detection
+>= 0.9 at <= 0.02 false positives. Writes bench/results/guardrails.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,10 +25,12 @@ SETS = Path(__file__).resolve().parents[1] / "cluster" / "evaluation" / "sets"
 
 
 def measure(rows: list[dict[str, Any]], threshold: float, strong: float) -> dict[str, Any]:
-    from serve.services.guardrails import default_classifier, rule_findings
+    from cluster.guardrails.classifier import default_classifier
+    from cluster.guardrails.rules import rule_findings
 
+    classifier = default_classifier()  # trained once per process, before the clock starts
     started = time.perf_counter()
-    scores = default_classifier().score([r["text"] for r in rows])
+    scores = classifier.score([r["text"] for r in rows])
     rules = [bool(rule_findings(r["text"])) for r in rows]
     per_text_ms = (time.perf_counter() - started) * 1000 / max(len(rows), 1)
     layers = {"rules": rules, "classifier": [s >= threshold for s in scores],
@@ -42,7 +46,8 @@ def measure(rows: list[dict[str, Any]], threshold: float, strong: float) -> dict
             c = by.setdefault(f"{r['label']}:{r['where']}:{r['kind']}", Counter())
             c["n"] += 1
             c["flagged"] += int(f)
-        out[name] = {"detection": round(sum(inj) / len(inj), 3), "false_positives": round(sum(ben) / len(ben), 3),
+        out[name] = {"detection": round(sum(inj) / len(inj), 3),
+                     "false_positives": round(sum(ben) / len(ben), 3) if ben else None,
                      "injections": len(inj), "benign": len(ben), "missed": len(inj) - sum(inj),
                      "false_alarms": sum(ben), "by_label_where_kind": {k: dict(v) for k, v in sorted(by.items())}}
     out["missed_examples"] = [r["text"][:160] for f, r in zip(layers["both"], rows)
@@ -52,20 +57,68 @@ def measure(rows: list[dict[str, Any]], threshold: float, strong: float) -> dict
     return out
 
 
+def documentation_chunks(pages: int) -> tuple[list[str], dict[str, int]]:
+    """Chunks of man pages and pydoc pages (bench.devsets' builders), cut by the profile's chunker."""
+    from bench.devsets import manpages, pydoc_pages
+    from cluster.content.chunking import Chunker
+    from cluster.content.ingest import build_document
+    from cluster.content.parsing import DocumentError
+    from cluster.settings import Settings
+
+    chunker = Chunker.from_settings(Settings())
+    chunks: list[str] = []
+    counts: dict[str, int] = {}
+    for name, build in (("man", manpages), ("pydoc", pydoc_pages)):
+        found, _ = build(pages, 0, 11)
+        for page in found:
+            try:
+                chunks += [c.text for c in build_document(chunker, page.text, source=page.filename).chunks]
+            except DocumentError:
+                continue
+        counts[name] = len(found)
+    return chunks, counts
+
+
+def measure_docs(chunks: list[str], threshold: float, strong: float) -> dict[str, Any]:
+    from cluster.guardrails.classifier import default_classifier
+    from cluster.guardrails.rules import rule_findings
+
+    scores = default_classifier().score(chunks)
+    flagged = [bool(rule_findings(c)) or s >= threshold for c, s in zip(chunks, scores)]
+    acted = [bool(rule_findings(c)) or s >= strong for c, s in zip(chunks, scores)]
+    return {"chunks": len(chunks), "flagged": sum(flagged), "acted_on": sum(acted),
+            "flagged_rate": round(sum(flagged) / max(len(chunks), 1), 4),
+            "acted_on_rate": round(sum(acted) / max(len(chunks), 1), 4),
+            "acted_on_examples": [c[:200] for c, a in zip(chunks, acted) if a][:10]}
+
+
+DEFAULT_SETS = ("injections_heldout2.jsonl", "injections_heldout.jsonl", "jailbreaks_wild_heldout.jsonl")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", type=Path, default=SETS / "injections_heldout.jsonl")
+    parser.add_argument("--set", type=Path, action="append", help="a labelled JSONL set (repeatable)")
+    parser.add_argument("--docs", type=int, default=150, help="man and pydoc pages each for the docs measure")
     parser.add_argument("--out", type=Path, default=Path("bench/results/guardrails.json"))
     args = parser.parse_args()
     from cluster.settings import Settings
+    from cluster.guardrails.classifier import load_examples
 
-    rows = [json.loads(line) for line in args.set.read_text().splitlines() if line.strip()]
     spec = Settings().profile_spec.guardrails
-    report = {"machine": machine(), "set": args.set.name, **measure(rows, spec.threshold, spec.strong_threshold)}
-    for name in ("rules", "classifier", "both", "acted_on"):
-        r = report[name]
-        print(f"{name:10s} detection {r['detection']:.3f} ({r['injections'] - r['missed']}/{r['injections']})  "
-              f"false positives {r['false_positives']:.3f} ({r['false_alarms']}/{r['benign']})")
+    report: dict[str, Any] = {"machine": machine(), "sets": {}}
+    for path in args.set or [SETS / name for name in DEFAULT_SETS]:
+        result = measure(load_examples(path), spec.threshold, spec.strong_threshold)
+        report["sets"][path.name] = result
+        print(f"{path.name} ({result['texts']} texts, {result['ms_per_text']} ms each)")
+        for name in ("rules", "classifier", "both", "acted_on"):
+            r = result[name]
+            fp = f"  false positives {r['false_positives']:.3f} ({r['false_alarms']}/{r['benign']})" if r["benign"] else ""
+            print(f"  {name:10s} detection {r['detection']:.3f} ({r['injections'] - r['missed']}/{r['injections']}){fp}")
+    if args.docs:
+        chunks, pages = documentation_chunks(args.docs)
+        docs = report["documentation"] = {"pages": pages, **measure_docs(chunks, spec.threshold, spec.strong_threshold)}
+        print(f"real documentation ({pages}): {docs['chunks']} chunks, flagged {docs['flagged_rate']:.3f} "
+              f"({docs['flagged']}), acted on {docs['acted_on_rate']:.3f} ({docs['acted_on']})")
     write_report(report, args.out)
 
 

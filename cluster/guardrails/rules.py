@@ -1,0 +1,215 @@
+"""Prompt-injection rules: known patterns (instruction overrides, role-play jailbreaks, system-prompt extraction,
+exfiltration, text addressed to whatever AI reads a document; in English and the languages users most often switch
+to), matched on the text and on what it hides (comments; base64, hex, binary, ROT13 and joined fragments decoded;
+leetspeak and spaced-out letters folded back). Shared by the guardrails service and the classifier, whose features
+include what the rules find.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+_AI = r"(?:ai|assistant|model|llm|chatbot|bot|language model|gpt|claude|system)"
+_PRIOR = r"(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|your|these|those|system)"
+_RULE_WORDS = r"(?:instructions?|directives?|rules?|guidelines?|guidance|prompts?|constraints?|restrictions?|" \
+              r"polic(?:y|ies)|programming|safeguards?|filters?)"
+# Addressees of an instruction planted for the model, in English and in the languages users most often write in.
+_AI_EN = r"(?:ai|assistant|model|llm|chatbot|bot|language model|gpt|agent|copilot)"
+_AI_ANY = r"(?:ai|assistant|model|llm|chatbot|bot|language model|gpt|agent|copilot|ki|ia|ki-assistent(?:en)?|" \
+          r"assistent(?:en)?|asistente|assistente|assistant ia|asistente de ia|assistente ia|assistente de ia|" \
+          r"ai-assistent|ki-modell|modèle|modelo|modello|llms)"
+_RULE_WORDS_INTL = r"(?:anweisungen|instruktionen|regeln|richtlinien|vorgaben|instructions|consignes|r[eè]gles|" \
+                   r"directives|instrucciones|reglas|normas|directrices|istruzioni|regole|direttive|instru[cç][õo]es|" \
+                   r"regras|diretrizes|instructies|regels|richtlijnen)"
+_SYSTEM_PROMPT_INTL = r"(?:system-?prompts?|systemprompts?|prompt (?:de |del |do |di )?sistema|prompt (?:du )?syst[eè]me|" \
+                      r"systeemprompt|systemanweisung\w*|instru[cç][õo]es (?:do|de) sistema|instrucciones (?:del|de) " \
+                      r"sistema|istruzioni di sistema|consignes (?:du )?syst[eè]me)\b"
+_YOUR_INTL = r"dein\w*|ihr(?:en|e)?|tu|tus|su|sus|ton|ta|tes|votre|vos|seu|teu|tua|tuo|uw|jouw"
+RULES: tuple[tuple[str, str], ...] = (
+    # The verb said to someone ("ignore ...", "please/now/you must ignore ..."), not described ("my LLM ignores
+    # parts of the system prompt", "the court held he could not disregard the prior instructions").
+    ("override", rf"(?:^|[.!?:;,\n(\[\-–—*>\"'“]\s*|\b(?:please|and|then|now|just|simply|kindly|so|also|first|"
+                 rf"you (?:must|should|will|shall|can|may|need to|have to)|you to|i want you to|i need you to)\s+)"
+                 rf"(?:ignore|disregard|forget|skip|bypass|override|overrule|drop|abandon|set aside|put aside|"
+                 rf"throw out|discard|nevermind|never mind)\b[\w\s,'-]{{0,40}}?\b{_PRIOR}\b[\w\s,'-]{{0,30}}?"
+                 rf"\b{_RULE_WORDS}"),
+    ("override", r"\b(?:new|updated|real|actual|revised|secret|hidden)\s+(?:system\s+)?(?:instructions?|rules?|"
+                 r"directives?|prompt)\s*[:\-]"),
+    ("override", r"\bfrom now on,?\s+(?:you|your|the assistant|ignore|always|never|respond|answer|act)"),
+    ("override", r"(?:^|\n|\s)(?:system|assistant|developer)\s*(?:prompt|message|override)?\s*:\s*(?:ignore|you "
+                 r"(?:are|must|will)|override|new)"),
+    ("override", rf"\b{_AI}s?\s+(?:reading|processing|summari[sz]ing|parsing|that reads?)\s+(?:this|these)\b"),
+    ("override", r"\bwhen (?:asked|summari[sz]ing|answering)[^.]{0,80}\b(?:do not|don't|never) (?:mention|reveal|"
+                 r"tell)\b[^.]{0,40}\b(?:this|these) (?:note|instruction|message|text)"),
+    ("roleplay", r"\b(?:you are|you're|act as|pretend (?:to be|you are)|roleplay as|role-play as|play the role of|"
+                 r"behave like|simulate)\b[^.]{0,60}\b(?:no|without|free of|unbound by|not bound by|unrestricted|"
+                 r"uncensored|unfiltered|jailbroken|any) (?:restrictions?|rules?|limits?|filters?|guidelines?|"
+                 r"censorship|morals?|ethics|policies)"),
+    ("roleplay", r"\b(?:you are|you're|as|act as|become|pretend to be)\s+(?:now\s+)?(?:dan|do anything now|evil ?bot|"
+                 r"an? (?:unrestricted|uncensored|unfiltered|jailbroken|evil) (?:ai|assistant|model|chatbot))\b"),
+    ("roleplay", r"\b(?:god|jailbreak(?:ed)?|unrestricted|dan) mode\b"),
+    ("roleplay", r"\b(?:enable|activate|enter|switch to)\s+(?:the\s+)?(?:god|jailbreak|dan|unrestricted)\s+mode\b"),
+    ("roleplay", r"\bjailbreak\b[^.]{0,30}\b(?:yourself|you|this (?:ai|model|assistant)|the (?:ai|model))\b"),
+    ("extraction", r"\b(?:print|reveal|show|output|repeat|display|tell me|give me|share|leak|dump|write out|recite|"
+                   r"disclose|spell out|echo|return)\b[^.?]{0,40}\b(?:your|the|its|my|any)\s+(?:full\s+|entire\s+|"
+                   r"exact\s+|original\s+|hidden\s+|initial\s+|secret\s+|internal\s+)*(?:system\s+prompt|"
+                   r"(?:initial|original|hidden|secret|system|internal)\s+(?:instructions?|prompt|message|rules)|"
+                   r"instructions you (?:were|have been) given|canary|prompt above)"),
+    ("extraction", r"\b(?:repeat|print|output|copy|recite|echo)\b[^.?]{0,30}\b(?:everything|all|the (?:text|words|"
+                   r"content|messages?)|what(?:ever)? (?:is|was) written)\b[^.?]{0,30}\b(?:above|before|prior|"
+                   r"preceding|earlier|so far)\b"),
+    ("extraction", r"\bwhat (?:were|are|was|is) your (?:initial|original|first|hidden|secret|system|exact) "
+                   r"(?:instructions?|prompt|rules|message)"),
+    ("extraction", r"\bstarting with ['\"]?you are\b"),
+    # An image whose URL carries data out: a placeholder to fill in, or a query parameter meant for the
+    # conversation (a README badge's ?style=flat&branch=main is neither).
+    ("exfiltration", r"!\[[^\]]*\]\(\s*https?://[^)\s]*(?:\{|%7b|<|\$|\[|[?&](?:q|data|d|msg|message|conversation|conv|"
+                     r"chat|history|hist|summary|prompt|secret|password|pwd|user|info|ctx|context|payload|leak|exfil|"
+                     r"content|text|input|answer|question|query|email|key|token|session|cookie|m|c|x)=)[^)]*\)"),
+    ("exfiltration", r"\b(?:send|post|forward|upload|append|transmit|exfiltrate|leak|include|embed|encode)\b[^.]{0,60}"
+                     r"\b(?:conversation|chat history|the user'?s? (?:question|message|data|password|input)|api "
+                     r"keys?|secrets?|credentials|tokens?|system prompt|the context)\b[^.]{0,60}\b(?:to|into|in|at)"
+                     r"\s+(?:https?://|a url|the url|this url|(?:an?|the|this|our|my) (?:webhook|endpoint|server|image|link))"),
+    ("exfiltration", r"\b(?:call|hit|visit|fetch|request|ping)\s+(?:the\s+)?(?:webhook|url|endpoint)\b[^.]{0,40}"
+                     r"https?://"),
+    ("exfiltration", r"\btell (?:the )?users? to (?:visit|go to|open|click|enter|log ?in|sign in)\b"),
+    # Text addressed to whatever AI reads it: in a document, nobody else is "the chatbot reading these notes".
+    ("override", rf"\b(?:p\.?s\.?|note|instructions?|nota|hinweis|remarque|aviso|avviso|attention|achtung|message|reminder)\s*"
+                 rf"(?:to|for|für|an|para|pour|à|al|per|ao)\s+(?:the\s+|any\s+|all\s+|whatever\s+|every\s+|"
+                 rf"automated\s+|le\s+|la\s+|l'|el\s+|den\s+|die\s+|der\s+|o\s+|os\s+|gli\s+|i\s+)*"
+                 rf"{_AI_ANY}s?\b(?!\s*(?:developers?|maintainers?|authors?|users?|owners?|builders?|teams?|training|"
+                 rf"providers?|vendors?|engineers?|researchers?))"),
+    ("override", rf"\b(?:when(?:ever)?|if|once)\s+(?:an?|the|any|some)\s+(?:automated\s+)?{_AI_EN}s?\s+(?:reads?|"
+                 rf"is asked|answers?|summari[sz]es|processes|sees|retrieves|gets asked|responds)"),
+    ("override", rf"\b(?:the|any|all)\s+(?:automated\s+)?{_AI_EN}s?\s+(?:answering|responding to|handling|reading|"
+                 rf"processing|summari[sz]ing)\b[^.]{{0,60}}\b(?:should|must|has to|needs to|is to|will)\b"),
+    ("override", r"(?:^|[.!?\n]\s*)(?:ai|llm|chatbot|language model|ai assistant|ki|ia|assistant ia|asistente de ia|"
+                 r"assistente (?:de )?ia|ki-assistent)\s*[:,]\s*(?:when|before|after|ignore|do not|don't|never|always|"
+                 r"please|you|tell|say|state|ne |dites|sage|dile|di |diga|ignor)"),
+    ("override", r"\b(?:assistants?|bots?|chatbots?|ai|llms?|language models?)\s*[,!:]\s*(?:please\s+)?[^.!?]{0,60}?\b"
+                 r"(?:tell|respond to|reply to|inform|say to|remind|warn|advise|send|answer)\b[^.!?]{0,50}\b(?:the )?"
+                 r"(?:users?|readers?|customers?|webhook)\b"),  # "Assistant, please respond to the user that ..."
+    ("override", r"\b(?:hello|hi|hey|dear)\s+(?:assistant|bot|chatbot|ai|llm|language model)\b[^.]{0,10}[!,.:]\s*"
+                 r"(?:when|if|please|you|always|also|ignore|do not|don't|never)\b"),
+    # The same overrides, system-prompt requests and personas in the languages users most often switch to
+    # (non-English verbs only: "ignore the installer's instructions" is ordinary English documentation).
+    ("override", rf"\b(?:ignorier\w*|ignora\w*|ignorez|ignorer|ignoreer|vergiss\w*|vergesse\w*|missachte\w*|"
+                 rf"oubli\w*|olvid\w*|dimentic\w*|esque[cç]\w*|descart\w*|negeer\w*|vergeet)\b"
+                 rf"[\w\s,'’-]{{0,50}}?\b{_RULE_WORDS_INTL}"),
+    ("extraction", rf"\b(?:{_YOUR_INTL})\s+(?:\w+\s+){{0,2}}{_SYSTEM_PROMPT_INTL}"),  # "your system prompt"
+    ("roleplay", r"\b(?:you are|you're|you will be|you'll be|bist|seid|estás|estas|está|esta|êtes|es|sei|siete|"
+                 r"ben je|bent)\s+(?:now\s+|jetzt\s+|ahora\s+|maintenant\s+|ora\s+|agora\s+|nu\s+)?(?:in|im|en|"
+                 r"en el|no|em|in modalità|operating in|running in)?\s*(?:developer|dev|debug|god|admin) mode|"
+                 r"\b(?:bist|seid|estás|está|êtes|es|sei|siete|bent)\b[^.]{0,20}(?:entwicklermodus|modo (?:de )?"
+                 r"desarroll?ador|modo desenvolvedor|mode d[ée]veloppeur|modalit[àa] sviluppatore|ontwikkelaarsmodus)"),
+    ("roleplay", r"\b(?:ia|ki|ai)\s+(?:sin|ohne|sans|senza|sem|zonder)\s+(?:filtros?|filter|filtres?|filtri|"
+                 r"restricciones|einschränkungen|restrictions|restrizioni|restri[cç][õo]es|regeln|reglas|r[eè]gles|"
+                 r"regole|regras|limites?)\b"),
+    ("extraction", r"\b(?:value of|print|show|list|reveal|tell me|give me|output|dump|paste)\b[^.?]{0,50}\b(?:api[_ ]?"
+                   r"keys?|secrets?|credentials|passwords?|connection strings?|tokens|[A-Z]{2,}_[A-Z_]*KEY)\b[^.?]{0,40}"
+                   r"\b(?:in|from|of) your (?:context|prompt|memory|instructions|configuration|system)"),
+    ("extraction", r"\b(?:paste|give|send|show|print|copy)\b[^.?]{0,20}\b(?:back|again)\b[^.?]{0,40}\bthe prompt "
+                   r"(?:we|i|they) (?:wrote|gave|set up|configured) (?:for|to) you"),
+)
+_COMPILED = tuple((kind, re.compile(pattern, re.I)) for kind, pattern in RULES)
+# Looser, for decoded text only: nobody base64-encodes "ignore the rules" innocently.
+_PAYLOAD_ONLY = ((("encoded", re.compile(r"\b(?:ignore|disregard|forget|bypass|override|reveal|print|show|leak|send)\b"
+                                        r"[^.]{0,40}\b(?:rules?|instructions?|prompt|guidelines|secrets?|passwords?|"
+                                        r"api keys?|credentials|filters?|restrictions?)\b", re.I)),))
+_CONCAT = re.compile(r"['\"][^'\"\n]{1,12}['\"]\s*\+\s*['\"][^'\"\n]{1,12}['\"]\s*\+")
+_COMMENT = re.compile(r"<!--(.*?)-->|\[//\]: # \((.*?)\)|/\*(.*?)\*/", re.S)
+_B64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
+_HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[\s:]?){12,}\b")
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
+_DOTTED = re.compile(r"\b(?:[A-Za-z][.\-_*]){2,}[A-Za-z]\b")
+_SPACED = re.compile(r"\b(?:[A-Za-z] {1,2}){4,}[A-Za-z]\b")
+_BINARY = re.compile(r"\b(?:[01]{8}\s+){5,}[01]{8}\b")
+
+
+@dataclass(frozen=True)
+class Finding:
+    layer: Literal["rule", "classifier", "canary"]
+    kind: str  # override | roleplay | extraction | exfiltration | encoded (a rule on decoded text) | injection
+    score: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "kind": self.kind, **({"score": round(self.score, 3)} if self.score else {})}
+
+
+View = Literal["plain", "folded", "payload"]  # as written; letters folded back (leet, spacing); a decoded payload
+
+
+def _views(text: str) -> list[tuple[str, View]]:
+    """The text as written and as it hides instructions. A rule that matches anything but the plain text is
+    reported as `encoded`; a payload (base64, hex, binary, ROT13, joined fragments) also gets the looser rules."""
+    plain = unicodedata.normalize("NFKC", text)
+    plain = "".join(ch for ch in plain if unicodedata.category(ch) not in ("Cf", "Mn"))  # zero-width, accents
+    views: list[tuple[str, View]] = [(plain, "plain")]
+    for m in _COMMENT.finditer(plain):
+        views.append((next(g for g in m.groups() if g is not None), "plain"))
+    for m in _B64.finditer(plain):
+        try:
+            decoded = base64.b64decode(m.group(0) + "=" * (-len(m.group(0)) % 4), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        if decoded.isprintable() and " " in decoded:
+            views.append((decoded, "payload"))
+    for m in _HEX.finditer(plain):
+        try:
+            decoded = bytes.fromhex(re.sub(r"[\s:]", "", m.group(0))).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if decoded.isprintable() and " " in decoded:
+            views.append((decoded, "payload"))
+    for m in _BINARY.finditer(plain):
+        decoded = "".join(chr(int(b, 2)) for b in m.group(0).split())
+        if decoded.isprintable() and " " in decoded:
+            views.append((decoded, "payload"))
+    if _CONCAT.search(plain):  # 'ig' + 'nore' + ' your ' + ...
+        views.append((re.sub(r"['\"]\s*\+\s*['\"]", "", plain), "payload"))
+    views.append((codecs.decode(plain, "rot13"), "payload"))
+    leet = plain.translate(_LEET)
+    if leet != plain:
+        views.append((leet, "folded"))
+    # Letters spelled out one by one: "d.i.s.r.e.g.a.r.d y.o.u.r" and "i g n o r e  a l l" fold back to words
+    # (a wider gap, or a space between dotted runs, is a word boundary).
+    spaced = _DOTTED.sub(lambda m: re.sub(r"[.\-_*]", "", m.group(0)), plain)
+    spaced = _SPACED.sub(lambda m: re.sub(r"(?<=\S) (?=\S)", "", m.group(0)), spaced)
+    if spaced != plain:
+        views.append((spaced, "folded"))
+    return views
+
+
+_QUOTED = re.compile(r"'[^'\n]{3,80}'|\"[^\"\n]{3,80}\"|“[^”\n]{3,80}”|‘[^’\n]{3,80}’|„[^“”\n]{3,80}[“”]|"
+                     r"«[^»\n]{3,80}»|`[^`\n]{3,80}`")
+
+
+@lru_cache(maxsize=4096)
+def rule_findings(text: str) -> tuple[Finding, ...]:
+    """What the rules find; a quoted phrase ("text such as 'ignore all previous instructions'") is a mention, not an
+    instruction, and is left to the classifier. Cached: the detector and the classifier's rule features both ask
+    for the same text, and every view (decodings, foldings) costs a full pass of the rules."""
+    found: dict[str, Finding] = {}
+    for view, how in _views(_QUOTED.sub(" ", text)):
+        for kind, pattern in _COMPILED + (_PAYLOAD_ONLY if how == "payload" else ()):
+            if pattern.search(view):
+                name = kind if how == "plain" else "encoded"
+                found.setdefault(name, Finding("rule", name))
+    return tuple(found.values())
+
+
+RULE_KINDS = ("override", "roleplay", "extraction", "exfiltration", "encoded")
+
+
+def rule_features(texts: list[str]) -> Any:
+    import numpy as np
+
+    rows = [{f.kind for f in rule_findings(t)} for t in texts]
+    return np.array([[3.0 * (k in kinds) for k in RULE_KINDS] for kinds in rows])
