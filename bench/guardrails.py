@@ -1,14 +1,14 @@
 """The prompt-injection guardrails on held-out labelled sets: detection rate on injections, false positives on
 benign text (questions, documentation, and look-alikes that talk about prompts), per layer, place and kind.
 
-    python -m bench.guardrails [--set FILE ...]
+    python -m bench.guardrails [--set FILE ...] [--docs PAGES]
 
 The classifier is trained exactly as the ingress trains it at start-up (`training_examples()`); no held-out set is
-trained on (cluster/evaluation/sets/README.md says which is which). Default sets: `injections_heldout2.jsonl` (sealed),
-`injections_heldout.jsonl` (the development set since its first run), `jailbreaks_wild_heldout.jsonl` (real
-jailbreaks; detection only). Then false positives on real documentation nobody labelled or trained on: man pages
-and the standard library's pydoc, chunked exactly as ingestion chunks them (`--docs 0` skips it). Goal: detection
->= 0.9 at <= 0.02 false positives. Writes bench/results/guardrails.json.
+trained on (cluster/evaluation/sets/README.md says which is which). Default sets: `injections_heldout3.jsonl`
+(sealed) and `jailbreaks_wild_heldout.jsonl` (real jailbreaks; detection only). Then false positives on real
+documentation nobody labelled or trained on: man pages and the standard library's pydoc, chunked exactly as
+ingestion chunks them (`--docs 0` skips it). Goal: detection >= 0.9 at <= 0.02 false positives.
+Writes bench/results/guardrails.json.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def measure_docs(chunks: list[str], threshold: float, strong: float) -> dict[str
             "acted_on_examples": [c[:200] for c, a in zip(chunks, acted) if a][:10]}
 
 
-DEFAULT_SETS = ("injections_heldout2.jsonl", "injections_heldout.jsonl", "jailbreaks_wild_heldout.jsonl")
+DEFAULT_SETS = ("injections_heldout3.jsonl", "jailbreaks_wild_heldout.jsonl")
 
 
 def main() -> None:

@@ -301,12 +301,12 @@ class GuardrailSpec(_Frozen):
         "chunk that carries one (the answer goes on without it), flag it, or block the request."))
     classifier: bool = Field(True, description="The trained classifier after the rules (else rules only).")
     threshold: float = Field(0.6, gt=0, lt=1, description=(
-        "The classifier's P(injection) that counts as one (chosen by 5-fold cross-validation on the training set: "
-        "detection 0.72 at 0.03 false positives there; docs/guardrails.md)."))
+        "The classifier's P(injection) that counts as one: flagged (5-fold cross-validation on the training set: "
+        "detection 0.90 at 0.034 false positives on its labelled benign texts; docs/guardrails.md)."))
     strong_threshold: float = Field(0.75, gt=0, lt=1, description=(
         "P(injection) at which the route's action (block, strip) applies; between `threshold` and this, and for "
-        "nothing but the classifier, a detection is only flagged (cross-validated: 0.56 detection at 0.015 false "
-        "positives and none on documentation chunks)."))
+        "nothing but the classifier, a detection is only flagged (cross-validated: 0.84 detection at 0.019 false "
+        "positives, none on documentation paragraphs)."))
     canary: bool = Field(True, description=(
         "A random token in the system prompt of each rag/hybrid request; an answer that contains it is cut."))
 

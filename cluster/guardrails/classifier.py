@@ -13,23 +13,27 @@ from typing import Any
 from cluster.guardrails.rules import rule_features
 
 SETS = Path(__file__).resolve().parents[1] / "evaluation" / "sets"
-TRAINING_SETS = (SETS / "injections_train.jsonl", SETS / "jailbreaks_wild_train.jsonl")
+# Held-out sets 1 and 2 were each run once as sealed measurements, then used for error analysis: now they are training
+# data (the README in SETS); set 3 and the wild-jailbreak hold-out are never trained on.
+TRAINING_SETS = tuple(SETS / name for name in ("injections_train.jsonl", "jailbreaks_wild_train.jsonl",
+                                               "injections_heldout.jsonl", "injections_heldout2.jsonl"))
 DOC_PARAGRAPHS = 1500  # benign documentation paragraphs from the installed packages' descriptions
 
 
 class Classifier:
-    """TF-IDF n-grams + logistic regression over the labelled training set: P(injection)."""
+    """TF-IDF word and character n-grams + the rules' findings, logistic regression: P(injection)."""
 
     def __init__(self, examples: list[tuple[str, int]]) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import FeatureUnion, make_pipeline
-
         from sklearn.preprocessing import FunctionTransformer
 
         features = FeatureUnion([
             ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, lowercase=True)),
-            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2)),
+            # Character n-grams across word boundaries: they see "ignore your", "l33t", "s y s t e m" and words
+            # glued together (5-fold CV: 0.856 detection at 0.02 false positives, against 0.814 within words).
+            ("chars", TfidfVectorizer(analyzer="char", ngram_range=(3, 6), sublinear_tf=True, min_df=2)),
             ("rules", FunctionTransformer(rule_features)),  # what the rules found, weighed by the regression
         ])
         self.model = make_pipeline(features, LogisticRegression(C=16.0, class_weight="balanced", max_iter=2000,

@@ -1,8 +1,12 @@
-"""Prompt-injection rules: known patterns (instruction overrides, role-play jailbreaks, system-prompt extraction,
-exfiltration, text addressed to whatever AI reads a document; in English and the languages users most often switch
-to), matched on the text and on what it hides (comments; base64, hex, binary, ROT13 and joined fragments decoded;
-leetspeak and spaced-out letters folded back). Shared by the guardrails service and the classifier, whose features
-include what the rules find.
+"""Prompt-injection rules: known patterns (instruction overrides, rules declared void, role-play jailbreaks and
+"modes", system-prompt extraction, exfiltration through links, images and tools, text addressed to whatever AI reads
+a document, fake SYSTEM lines; in English and in the languages users most often switch to), matched on the text and
+on what it hides: comments and invisible HTML; base64, base32, hex, binary, URL-encoding, ROT13, Morse, invisible
+tag characters and joined fragments decoded; reversed or Caesar-shifted text where the text says so; leetspeak and
+spaced-out letters folded back (a match there is reported as `encoded`). Shared by the guardrails service and the
+classifier, whose features include what the rules find. Every rule has a test with an attack it must catch and
+ordinary text it must leave alone (tests/unit/test_guardrails.py); false positives on real documentation are
+measured by `python -m bench.guardrails`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import binascii
 import codecs
 import re
 import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -70,9 +75,10 @@ RULES: tuple[tuple[str, str], ...] = (
     ("extraction", r"\bstarting with ['\"]?you are\b"),
     # An image whose URL carries data out: a placeholder to fill in, or a query parameter meant for the
     # conversation (a README badge's ?style=flat&branch=main is neither).
-    ("exfiltration", r"!\[[^\]]*\]\(\s*https?://[^)\s]*(?:\{|%7b|<|\$|\[|[?&](?:q|data|d|msg|message|conversation|conv|"
+    ("exfiltration", r"!\[[^\]]*\]\(\s*https?://(?![^)\s]*(?:shields\.io|badge))[^)\s]*(?:\{|%7b|<|\$|\[|"
+                     r"[?&](?:q|data|d|msg|conversation|conv|"
                      r"chat|history|hist|summary|prompt|secret|password|pwd|user|info|ctx|context|payload|leak|exfil|"
-                     r"content|text|input|answer|question|query|email|key|token|session|cookie|m|c|x)=)[^)]*\)"),
+                     r"content|text|input|answer|question|query|email|key|token|session|cookie|c|x)=)[^)]*\)"),
     ("exfiltration", r"\b(?:send|post|forward|upload|append|transmit|exfiltrate|leak|include|embed|encode)\b[^.]{0,60}"
                      r"\b(?:conversation|chat history|the user'?s? (?:question|message|data|password|input)|api "
                      r"keys?|secrets?|credentials|tokens?|system prompt|the context)\b[^.]{0,60}\b(?:to|into|in|at)"
@@ -82,8 +88,10 @@ RULES: tuple[tuple[str, str], ...] = (
     ("exfiltration", r"\btell (?:the )?users? to (?:visit|go to|open|click|enter|log ?in|sign in)\b"),
     # Text addressed to whatever AI reads it: in a document, nobody else is "the chatbot reading these notes".
     ("override", rf"\b(?:p\.?s\.?|note|instructions?|nota|hinweis|remarque|aviso|avviso|attention|achtung|message|reminder)\s*"
-                 rf"(?:to|for|für|an|para|pour|à|al|per|ao)\s+(?:the\s+|any\s+|all\s+|whatever\s+|every\s+|"
-                 rf"automated\s+|le\s+|la\s+|l'|el\s+|den\s+|die\s+|der\s+|o\s+|os\s+|gli\s+|i\s+)*"
+                 rf"(?:to|for|für|an|para|pour|à|al|per|ao|destin[ée]+s? à|adress[ée]+s? à|rivolt[ao] a|dirigid[ao] a|"
+                 rf"gerichtet an|voor)\s+(?:the\s+|any\s+|all\s+|whatever\s+|every\s+|automated\s+|virtual\s+|"
+                 rf"le\s+|la\s+|les\s+|l['’]|el\s+|los\s+|den\s+|die\s+|der\s+|dem\s+|o\s+|os\s+|il\s+|lo\s+|"
+                 rf"gli\s+|i\s+|de\s+|het\s+|un\s+|une\s+|uno\s+|una\s+)*"
                  rf"{_AI_ANY}s?\b(?!\s*(?:developers?|maintainers?|authors?|users?|owners?|builders?|teams?|training|"
                  rf"providers?|vendors?|engineers?|researchers?))"),
     ("override", rf"\b(?:when(?:ever)?|if|once)\s+(?:an?|the|any|some)\s+(?:automated\s+)?{_AI_EN}s?\s+(?:reads?|"
@@ -92,7 +100,8 @@ RULES: tuple[tuple[str, str], ...] = (
                  rf"processing|summari[sz]ing)\b[^.]{{0,60}}\b(?:should|must|has to|needs to|is to|will)\b"),
     ("override", r"(?:^|[.!?\n]\s*)(?:ai|llm|chatbot|language model|ai assistant|ki|ia|assistant ia|asistente de ia|"
                  r"assistente (?:de )?ia|ki-assistent)\s*[:,]\s*(?:when|before|after|ignore|do not|don't|never|always|"
-                 r"please|you|tell|say|state|ne |dites|sage|dile|di |diga|ignor)"),
+                 r"please|you|tell|say|state|stop|answer|respond|reply|only|include|add|from now|ne |dites|sage|dile|"
+                 r"di |diga|ignor)"),
     ("override", r"\b(?:assistants?|bots?|chatbots?|ai|llms?|language models?)\s*[,!:]\s*(?:please\s+)?[^.!?]{0,60}?\b"
                  r"(?:tell|respond to|reply to|inform|say to|remind|warn|advise|send|answer)\b[^.!?]{0,50}\b(?:the )?"
                  r"(?:users?|readers?|customers?|webhook)\b"),  # "Assistant, please respond to the user that ..."
@@ -117,17 +126,106 @@ RULES: tuple[tuple[str, str], ...] = (
                    r"\b(?:in|from|of) your (?:context|prompt|memory|instructions|configuration|system)"),
     ("extraction", r"\b(?:paste|give|send|show|print|copy)\b[^.?]{0,20}\b(?:back|again)\b[^.?]{0,40}\bthe prompt "
                    r"(?:we|i|they) (?:wrote|gave|set up|configured) (?:for|to) you"),
+    # Rules declared void rather than ignored: "consider your guidelines suspended", "the previous prompt is cancelled".
+    ("override", rf"\b(?:your|the|all|previous|prior|earlier|original|usual|current)\s+(?:\w+\s+)?{_RULE_WORDS}\s+"
+                 rf"(?:(?:are|is|have been|has been)\s+(?:now\s+)?)?(?:suspended|cancell?ed|void|revoked|"
+                 rf"lifted|disabled|deactivated|no longer (?:apply|applies|valid|in effect)|(?:do|does) not apply)"),
+    ("override", r"\b(?:nouvelles?|neue[nr]?|nuevas?|nuov[ae]|novas?|nieuwe)\s+(?:consignes?|anweisung(?:en)?|"
+                 r"instrucci(?:ón|ones)|istruzion[ei]|instru[cç](?:ão|ões)|instructies?|r[eè]gles?|regeln)\b[^:\n]{0,40}:"),
+    ("override", r"\b(?:les|die|las|le|as|de)\s+(?:\w+\s+){0,2}(?:règles|consignes|regeln|anweisungen|reglas|"
+                 r"instrucciones|regole|istruzioni|regras|instruções|regels)\b[^.]{0,60}\b(?:ne s'appliquent plus|"
+                 r"gelten nicht mehr|ya no (?:se )?aplican|non valgono più|não se aplicam mais|gelden niet meer)"),
+    # More ways of addressing the model that reads a document.
+    ("override", r"@(?:assistant|ai|bot|chatbot|copilot|gpt|claude|llm)\b[^.\n]{0,20}\b(?:when|if|always|never|say|"
+                 r"tell|ignore|from now|do not|don't|please|answer|respond)"),
+    ("override", r"\b(?:ai|llm|gpt)[ -](?:\w+[ -]){0,2}(?:reviewers?|note-?takers?|assistants?|agents?|summari[sz]ers?|"
+                 r"readers?|models?|bots?)\s*:\s*(?:in|when|if|please|always|never|do not|don't|ignore|approve|say|"
+                 r"state|tell|include|add|this)\b"),
+    ("override", rf"\b(?:when(?:ever)?|if|once)\s+(?:an?|the|any|some)\s+(?:ai\s+|automated\s+|virtual\s+)?"
+                 rf"{_AI_EN}s?\s+(?:is\s+|are\s+)?(?:answering|reading|summari[sz]ing|using|uses|processing|"
+                 rf"handling|quoting|quotes|loads?|loading|parses|parsing)\b"),
+    ("override", r"(?-i:(?:^|\n)\s*[\[(<]?(?:SYSTEM|SYSTEM NOTE|SYSTEM MESSAGE|ADMIN|ADMIN NOTE|ADMINISTRATOR|"
+                 r"DEVELOPER|OPERATOR|INSTRUCTION)[\])>]?\s*:)\s*(?:you|ignore|the (?:assistant|model|ai|customer|user)|"
+                 r"assistant|new|override|from now|include|always|never|do not|don't|respond|answer|reply|issue|this "
+                 r"user|grant|approve|treat|tell|say|disregard|forget)\b"),
+    ("override", r"\b(?:assistant|ai|model|chatbot|bot)\s+persona\s+(?:update|change|override)\b|\badopt the "
+                 r"persona\b"),
+    ("roleplay", r"\b(?:drop|abandon|shed|forget|lose|suspend|turn off|switch off)\s+(?:all\s+)?(?:of\s+)?your\s+"
+                 r"(?:guidelines|rules|restrictions|filters|safety|principles|training|alignment|ethics|morals)"),
+    ("roleplay", r"\b(?:no|without)\s+(?:alignment|safety)\s+(?:tuning|training|filters?)\b[^.]{0,60}\b(?:continue|"
+                 r"answer|respond|complete)"),
+    # Extraction by formatting or translating what the model was told.
+    ("extraction", r"\b(?:output|print|dump|translate|encode|recite|repeat|reveal|paste|copy|put|render)"
+                   r"\b[^.?]{0,25}\byour\s+(?:\w+\s+)?(?:instructions|guidelines|system prompt|initial message|"
+                   r"first message|directives)\b"),
+    ("extraction", r"\bmy (?:instructions|rules|system prompt|guidelines) (?:begin|start|end|say|are)\b[^.]{0,30}"
+                   r"(?:___|\.\.\.|…|blank)"),
+    ("extraction", r"\b(?:what(?:'s| is| are)|give me|tell me|show me|print|reveal|share|paste|send me|list|output|"
+                   r"read out)\b[^.?]{0,30}\b(?:connection strings?|api keys?|passwords?|credentials|secrets?|tokens?|"
+                   r"env(?:ironment)? variables?)\b[^.?]{0,30}\byour\s+(?:\w+\s+)?(?:tools?|retrieval|search|database|plugins?|backend|"
+                   r"environment|config(?:uration)?|system|server|integration)s?\b"),
+    # Data sent out through a tool or a link, with what the model saw as the payload.
+    ("exfiltration", r"\b(?:post|send|forward|upload|e-?mail|copy|put|add|append|include|attach|call|pass)\b[^.]{0,80}"
+                     r"\b(?:you(?:'ve| have)? (?:retrieved|read|indexed|use|found|saw|seen)|this (?:chat|conversation)|"
+                     r"(?:previous|last|earlier|past) (?:\w+ )?messages|chat history|conversation (?:so far|history)|"
+                     r"the conversation|client names|customer (?:records|data))\b[^.]{0,100}(?:https?://|\b(?:webhook|"
+                     r"url|endpoint|link|address|e-?mail|inbox|tool|dropbox|bucket)\b)"),
+    ("exfiltration", r"\b(?:call|use|invoke|run)\s+the\s+\w*(?:http|send|email|mail|post|request|fetch|webhook|upload)"
+                     r"\w*\s+tool\b"),
+    ("exfiltration", r"\[[^\]]{1,40}\]\(\s*https?://[^)\s]*[?&]\w+=(?:\.\.\.|…|\[[A-Z_ ]+\]|\{[^}\s]*\}|<[^>\s]*>|"
+                     r"\)|\s)"),
+)
+# On the text with its quotes: a mode's name is quoted, not mentioned ("switch to 'unfiltered evaluation mode'").
+QUOTES_KEPT: tuple[tuple[str, str], ...] = (
+    ("roleplay", r"\b(?:enable|activate|enter|switch (?:in)?to|go into|turn on|engage)\s+(?:the\s+)?['\"“‘]?"
+                 r"(?:\w+\s+)?(?:god|jailbreak|dan|unrestricted|unfiltered|uncensored|no[- ]limits?|no[- ]filter|evil|"
+                 r"amoral|raw|rogue)\b[^.]{0,25}\bmode\b"),
+)
+# Pairs: a pattern that counts only with another somewhere in the same text (an empty or placeholder URL parameter is
+# an API docs example unless the text also says whose data goes into it).
+PAIRED: tuple[tuple[str, str, str], ...] = (
+    ("exfiltration", r"https?://[^\s)]*[?&]\w+=(?:\.\.\.|…|\[[A-Za-z_ ]+\]|\{[^}\s]*\}|<[^>\s]*>|KEY\b|(?=[\s)])|$)",
+     r"\b(?:conversation|chat|previous messages|last \w+ messages|messages so far|history|the user'?s?|api key|"
+     r"secret|password|session|context)\b"),
 )
 _COMPILED = tuple((kind, re.compile(pattern, re.I)) for kind, pattern in RULES)
+_QUOTES_KEPT = tuple((kind, re.compile(pattern, re.I)) for kind, pattern in QUOTES_KEPT)
+_PAIRED = tuple((kind, re.compile(a, re.I), re.compile(b, re.I)) for kind, a, b in PAIRED)
 # Looser, for decoded text only: nobody base64-encodes "ignore the rules" innocently.
-_PAYLOAD_ONLY = ((("encoded", re.compile(r"\b(?:ignore|disregard|forget|bypass|override|reveal|print|show|leak|send)\b"
-                                        r"[^.]{0,40}\b(?:rules?|instructions?|prompt|guidelines|secrets?|passwords?|"
-                                        r"api keys?|credentials|filters?|restrictions?)\b", re.I)),))
+_PAYLOAD_ONLY = (("encoded", re.compile(r"\b(?:ignore|disregard|forget|bypass|override|reveal|print|show|leak|send)\b"
+                                       r"[^.]{0,40}\b(?:rules?|instructions?|prompt|guidelines|secrets?|passwords?|"
+                                       r"api keys?|credentials|filters?|restrictions?)\b", re.I)),
+                 ("encoded", re.compile(r"(?:^|\n)\s*(?:assistant|ai|model|bot|chatbot|llm)\s*[:,]", re.I)))
 _CONCAT = re.compile(r"['\"][^'\"\n]{1,12}['\"]\s*\+\s*['\"][^'\"\n]{1,12}['\"]\s*\+")
-_COMMENT = re.compile(r"<!--(.*?)-->|\[//\]: # \((.*?)\)|/\*(.*?)\*/", re.S)
+_COMMENT = re.compile(r"<!--(.*?)-->|\[[^\]\n]{0,20}\]: *(?:#|<>) *\((.*?)\)|/\*(.*?)\*/", re.S)
+_HIDDEN_HTML = re.compile(r"<(?:span|div|p|font)[^>]*(?:display:\s*none|font-size:\s*[01]px|color:\s*#f{3,6}\b|"
+                          r"visibility:\s*hidden)[^>]*>(.*?)</", re.S | re.I)
 _B64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[\s:]?){12,}\b")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
+_B32 = re.compile(r"\b[A-Z2-7]{16,}={0,6}")
+_URLENCODED = re.compile(r"(?:%[0-9A-Fa-f]{2}[^%\s]{0,3}){4,}")
+_MORSE = re.compile(r"(?:[.\-·–]{1,6}[ /]+){8,}[.\-·–]{1,6}")
+_REVERSED_HINT = re.compile(r"\b(?:revers\w*|backwards?|right to left|al rev[ée]s|r[üu]ckw[äa]rts|à l'envers|"
+                            r"invers\w*|de trás para frente|achterstevoren)\b", re.I)
+_SHIFT_HINT = re.compile(r"\b(?:caesar|c[ée]sar|shift(?:ed)?|rot-?\d+|cipher|chiffre|cifrado|verschiebe\w*|"
+                         r"d[ée]cal\w*|desplaza\w*)\b", re.I)
+_MORSE_CODE = {".-": "a", "-...": "b", "-.-.": "c", "-..": "d", ".": "e", "..-.": "f", "--.": "g", "....": "h",
+               "..": "i", ".---": "j", "-.-": "k", ".-..": "l", "--": "m", "-.": "n", "---": "o", ".--.": "p",
+               "--.-": "q", ".-.": "r", "...": "s", "-": "t", "..-": "u", "...-": "v", ".--": "w", "-..-": "x",
+               "-.--": "y", "--..": "z"}
+
+
+def _morse(text: str) -> str:
+    words = re.split(r"\s*/\s*|\s{3,}", text.replace("·", ".").replace("–", "-"))
+    return " ".join("".join(_MORSE_CODE.get(code, "") for code in word.split()) for word in words)
+
+
+def _caesar(text: str, shift: int) -> str:
+    return "".join(chr((ord(c) - base + shift) % 26 + base) if c.isascii() and c.isalpha() else c
+                   for c in text for base in (ord("a") if c.islower() else ord("A"),))
+
+
 _DOTTED = re.compile(r"\b(?:[A-Za-z][.\-_*]){2,}[A-Za-z]\b")
 _SPACED = re.compile(r"\b(?:[A-Za-z] {1,2}){4,}[A-Za-z]\b")
 _BINARY = re.compile(r"\b(?:[01]{8}\s+){5,}[01]{8}\b")
@@ -172,8 +270,24 @@ def _views(text: str) -> list[tuple[str, View]]:
         decoded = "".join(chr(int(b, 2)) for b in m.group(0).split())
         if decoded.isprintable() and " " in decoded:
             views.append((decoded, "payload"))
-    if _CONCAT.search(plain):  # 'ig' + 'nore' + ' your ' + ...
-        views.append((re.sub(r"['\"]\s*\+\s*['\"]", "", plain), "payload"))
+    for m in _B32.finditer(plain):
+        try:
+            decoded = base64.b32decode(m.group(0) + "=" * (-len(m.group(0)) % 8)).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        if decoded.isprintable() and " " in decoded:
+            views.append((decoded, "payload"))
+    tags = "".join(chr(ord(ch) - 0xE0000) for ch in text if 0xE0020 <= ord(ch) <= 0xE007E)  # invisible tag letters
+    if tags:
+        views.append((tags, "payload"))
+    if "%" in plain and _URLENCODED.search(plain):
+        views.append((urllib.parse.unquote(plain), "payload"))
+    if _MORSE.search(plain):
+        views.append((_morse(plain), "payload"))
+    if _REVERSED_HINT.search(plain):
+        views.append((plain[::-1], "payload"))
+    if _SHIFT_HINT.search(plain):  # "shift each letter back by 3": every Caesar shift
+        views += [(_caesar(plain, k), "payload") for k in range(1, 26) if k != 13]
     views.append((codecs.decode(plain, "rot13"), "payload"))
     leet = plain.translate(_LEET)
     if leet != plain:
@@ -187,7 +301,7 @@ def _views(text: str) -> list[tuple[str, View]]:
     return views
 
 
-_QUOTED = re.compile(r"'[^'\n]{3,80}'|\"[^\"\n]{3,80}\"|“[^”\n]{3,80}”|‘[^’\n]{3,80}’|„[^“”\n]{3,80}[“”]|"
+_QUOTED = re.compile(r"(?<!\w)'[^'\n]{3,80}'(?!\w)|\"[^\"\n]{3,80}\"|“[^”\n]{3,80}”|‘[^’\n]{3,80}’|„[^“”\n]{3,80}[“”]|"
                      r"«[^»\n]{3,80}»|`[^`\n]{3,80}`")
 
 
@@ -197,11 +311,28 @@ def rule_findings(text: str) -> tuple[Finding, ...]:
     instruction, and is left to the classifier. Cached: the detector and the classifier's rule features both ask
     for the same text, and every view (decodings, foldings) costs a full pass of the rules."""
     found: dict[str, Finding] = {}
-    for view, how in _views(_QUOTED.sub(" ", text)):
-        for kind, pattern in _COMPILED + (_PAYLOAD_ONLY if how == "payload" else ()):
-            if pattern.search(view):
+    in_plain: set[int] = set()  # rules the text trips as written: a folded copy of it is not a second, hidden finding
+    rules = _COMPILED + _PAYLOAD_ONLY
+    # From the text as written (quotes are part of these): styled invisible, meant for a machine; fragments to join
+    # ('ig' + 'nore' + ' your ' + ...).
+    hidden = [(m.group(1), "payload") for m in _HIDDEN_HTML.finditer(text)]
+    if _CONCAT.search(text):
+        hidden.append((re.sub(r"['\"]\s*\+\s*['\"]", "", text), "payload"))
+    for view, how in _views(_QUOTED.sub(" ", text)) + hidden:
+        for i, (kind, pattern) in enumerate(rules):
+            if i in in_plain or (kind == "encoded" and how != "payload") or not pattern.search(view):
+                continue
+            if how == "plain":
+                in_plain.add(i)
+            name = kind if how == "plain" else "encoded"
+            found.setdefault(name, Finding("rule", name))
+        for kind, pattern, also in _PAIRED:
+            if pattern.search(view) and also.search(view):
                 name = kind if how == "plain" else "encoded"
                 found.setdefault(name, Finding("rule", name))
+    for kind, pattern in _QUOTES_KEPT:
+        if pattern.search(text):
+            found.setdefault(kind, Finding("rule", kind))
     return tuple(found.values())
 
 
