@@ -26,6 +26,7 @@ import numpy as np
 from cluster.profiles import CacheSpec
 from cluster.store import cache as store
 from serve.services.cache_guard import compare
+from serve.services.timing import elapsed_ms
 
 log = logging.getLogger("ray.serve.ragtune.cache")
 
@@ -105,7 +106,7 @@ class CacheService:
         except Exception as exc:  # noqa: BLE001 - see above; the request goes on uncached
             log.warning("cache: lookup failed, answering without it: %r", exc)
             self.count("unavailable")
-            return Lookup("bypass", reason="unavailable", lookup_ms=_ms(started))
+            return Lookup("bypass", reason="unavailable", lookup_ms=elapsed_ms(started))
 
     async def _lookup(self, key: CacheKey, started: float) -> Lookup:
         pool = await self.pool()
@@ -129,9 +130,9 @@ class CacheService:
             await store.record_hit(pool, entry.id)
             self.count("hit")
             return Lookup("hit", key, entry.similarity, entry.id, entry.answer,
-                          lookup_ms=_ms(started))
+                          lookup_ms=elapsed_ms(started))
         self.count("miss")
-        return Lookup("miss", key, reason=refused and f"guard: {refused}", lookup_ms=_ms(started))
+        return Lookup("miss", key, reason=refused and f"guard: {refused}", lookup_ms=elapsed_ms(started))
 
     def store_later(self, key: CacheKey, answer: dict[str, Any], sources: dict[uuid.UUID, str]) -> None:
         """Store in the background: the client has its answer already, and a failure here only costs a miss."""
@@ -169,5 +170,3 @@ class CacheService:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
 
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 2)

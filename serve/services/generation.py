@@ -34,6 +34,7 @@ from serve.services.citations import CitationTracker, SourceText
 from serve.services.errors import ApiError, invalid, not_found
 from serve.services.guardrails import GuardrailService
 from serve.services.knowledge import KnowledgeService, RankedHit, check_query, retrieval_bounds
+from serve.services.timing import elapsed_ms
 
 log = logging.getLogger("ray.serve.ragtune.generation")
 
@@ -97,10 +98,6 @@ class Answer:
     resumes: int = 0  # times another replica went on with the answer after the one generating it died
     lookup: Lookup | None = None  # what the cache did; a miss is stored once the answer has streamed to its end
     adapter: str | None = None  # the adapter name@version that answered, if one did
-
-
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 2)
 
 
 class GenerationService:
@@ -273,7 +270,7 @@ class GenerationService:
             if not sources:
                 applied["answer_adapter"] = None  # it answers from sources only
             if not sources and plan.route == "rag" and not plan.structured:  # a JSON answer is asked for: no shortcut
-                timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
+                timings.update(generate_ms=0.0, ttft_ms=elapsed_ms(started), total_ms=elapsed_ms(started))
                 answer = Answer(plan.route, _single(prompts.NOT_FOUND), finish_reason="stop", timings=timings,
                                 applied=applied, lookup=lookup)  # no adapter answered: the fixed abstention
                 self._remember(answer, prompts.NOT_FOUND)
@@ -373,7 +370,7 @@ class GenerationService:
             async for event in events:
                 if isinstance(event, Delta):
                     if answer.timings.get("ttft_ms") is None:
-                        answer.timings["ttft_ms"] = _ms(started)
+                        answer.timings["ttft_ms"] = elapsed_ms(started)
                     if canary:
                         seen += event.text
                         if canary in seen:
@@ -394,8 +391,8 @@ class GenerationService:
                 yield tail
         finally:
             await events.aclose()  # the client went away: `_resumable` cancels the engine's stream
-        answer.timings["generate_ms"] = _ms(t_generate)
-        answer.timings["total_ms"] = _ms(started)
+        answer.timings["generate_ms"] = elapsed_ms(t_generate)
+        answer.timings["total_ms"] = elapsed_ms(started)
         answer.citations = [self._citation(c.number, c.quote, answer.sources[c.number])
                             for c in sorted(tracker.cited.values(), key=lambda c: c.number)]
         self._remember(answer, "".join(streamed))
@@ -445,7 +442,7 @@ class GenerationService:
         stored = lookup.answer or {}
         applied = {**stored.get("applied", plan.applied()), "cache": lookup.info()}
         applied["guardrails"] = {**applied.get("guardrails", {}), "input": guarded["input"]}  # chunks: as answered
-        timings.update(generate_ms=0.0, ttft_ms=_ms(started), total_ms=_ms(started))
+        timings.update(generate_ms=0.0, ttft_ms=elapsed_ms(started), total_ms=elapsed_ms(started))
         return Answer(plan.route, _pieces(stored.get("text", "")), prompt_tokens=stored.get("prompt_tokens", 0),
                       completion_tokens=stored.get("completion_tokens", 0),
                       finish_reason=stored.get("finish_reason", "stop"), citations=stored.get("citations", []),

@@ -26,6 +26,7 @@ from serve.schemas.documents import DocumentIn
 from serve.services import rewriting
 from serve.services.errors import ApiError, bounded, invalid, not_found
 from serve.services.rewriting import Rewritten
+from serve.services.timing import elapsed_ms
 
 TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-rst", "text/html"})
 
@@ -53,10 +54,6 @@ class UploadedFile:
     name: str
     data: bytes
     content_type: str | None
-
-
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 2)
 
 
 def retrieval_bounds(limits: SearchLimits, top_k: int | None, top_n: int | None, default_k: int,
@@ -204,18 +201,18 @@ class KnowledgeService:
         the rankings of a decomposed question's parts, rerank against the whole question."""
         started = time.perf_counter()
         rewritten = await self.rewrite([*history, query]) if rewrite else Rewritten((query,))
-        rewrite_ms = _ms(started) if rewrite else 0.0
+        rewrite_ms = elapsed_ms(started) if rewrite else 0.0
         t = time.perf_counter()
         queries = list(rewritten.queries)
         # keyword-only search needs no embedding (the SQL still takes a vector parameter, unused)
         vectors = await self.embedder.embed(queries) if mode != "keyword" else [self._no_vector()] * len(queries)
-        embed_ms = _ms(t) if mode != "keyword" else 0.0
+        embed_ms = elapsed_ms(t) if mode != "keyword" else 0.0
         t = time.perf_counter()
         pool, fusion = await self.db.get(), self.fusion(mode, per_document_cap)
         rankings = await asyncio.gather(*(knowledge.hybrid_search(pool, v, q, top_k, fusion, filters)
                                           for q, v in zip(queries, vectors)))
         candidates = rankings[0] if len(rankings) == 1 else fuse_rankings(rankings, fusion, top_k)
-        search_ms = _ms(t)
+        search_ms = elapsed_ms(t)
         t = time.perf_counter()
         if rerank and candidates:
             scores = await self.reranker.score(" ".join(queries), [c.text for c in candidates])
@@ -223,8 +220,8 @@ class KnowledgeService:
             hits = [RankedHit(candidates[i], float(scores[i])) for i in order]
         else:
             hits = [RankedHit(c, None) for c in candidates[:top_n]]
-        rerank_ms = _ms(t) if rerank else 0.0
-        return SearchOutcome(hits, embed_ms, search_ms, rerank_ms, _ms(started), rewritten.queries,
+        rerank_ms = elapsed_ms(t) if rerank else 0.0
+        return SearchOutcome(hits, embed_ms, search_ms, rerank_ms, elapsed_ms(started), rewritten.queries,
                              rewritten.rewrites, rewrite_ms)
 
     def _no_vector(self) -> np.ndarray:
