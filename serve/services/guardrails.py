@@ -2,8 +2,8 @@
 planted in an ingested document), and on the output (a canary token from the system prompt must never appear).
 
 Layers, each reported by name in the decision: the rules (`cluster/guardrails/rules.py`), the classifier
-(`cluster/guardrails/classifier.py`, trained when the ingress starts), and a canary: a random token placed in the
-system prompt; its appearance in an answer means the prompt leaked.
+(`cluster/guardrails/classifier.py`, built by `ragtune models prepare`, loaded when the ingress starts), and a
+canary: a random token placed in the system prompt; its appearance in an answer means the prompt leaked.
 
 Policy per route (profile `guardrails`): block (400 `content_policy`), strip the chunk, or flag (answer, and say
 so in the response's `guardrails` field). Measured in docs/guardrails.md.
