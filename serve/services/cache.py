@@ -168,5 +168,3 @@ class CacheService:
         """Wait for background stores (tests and shutdown)."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
-
-
