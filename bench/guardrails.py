@@ -28,7 +28,7 @@ def measure(rows: list[dict[str, Any]], threshold: float, strong: float) -> dict
     from cluster.guardrails.classifier import default_classifier
     from cluster.guardrails.rules import rule_findings
 
-    classifier = default_classifier()  # trained once per process, before the clock starts
+    classifier = default_classifier()  # loaded (or trained) once per process, before the clock starts
     started = time.perf_counter()
     scores = classifier.score([r["text"] for r in rows])
     rules = [bool(rule_findings(r["text"])) for r in rows]
@@ -137,8 +137,8 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("docs/guardrails-tradeoff.png"),
                         help="detection against false positives on the first set")
     args = parser.parse_args()
-    from cluster.settings import Settings
     from cluster.guardrails.classifier import load_examples
+    from cluster.settings import Settings
 
     spec = Settings().profile_spec.guardrails
     report: dict[str, Any] = {"machine": machine(), "sets": {}}

@@ -131,7 +131,8 @@ def models_list() -> None:
     s = settings()
     p = s.profile_spec
     for role, ref in (("llm", p.llm.model), ("embedder", p.embedder.model), ("reranker", p.reranker.model),
-                      ("test llm", p.test_llm.model if p.test_llm else None), ("rag answers", p.answer_adapter)):
+                      ("test llm", p.test_llm.model if p.test_llm else None), ("rag answers", p.answer_adapter),
+                      ("guardrails", p.guardrails.model if p.guardrails.enabled and p.guardrails.classifier else None)):
         if ref is None:
             continue
         try:

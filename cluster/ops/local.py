@@ -196,8 +196,9 @@ def wait_ready(settings: Settings, timeout_s: float = 300) -> dict:
 def check_models(settings: Settings) -> None:
     """Fail before starting anything if a serving model is missing (replicas would only crash-loop)."""
     profile = settings.profile_spec
+    guard = profile.guardrails
     for ref in (profile.embedder.model, profile.reranker.model, settings.llm_spec.model,
-                *filter(None, [profile.answer_adapter])):
+                *filter(None, [profile.answer_adapter, guard.model if guard.enabled and guard.classifier else None])):
         resolve(ref, settings.models_dir)
 
 
