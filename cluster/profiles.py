@@ -304,10 +304,10 @@ class GuardrailSpec(_Frozen):
         "The classifier: a models-cache reference (built by `ragtune models prepare` from the labelled sets)."))
     threshold: float = Field(0.6, gt=0, lt=1, description=(
         "The classifier's P(injection) that counts as one: flagged (5-fold cross-validation on the training set: "
-        "detection 0.90 at 0.034 false positives on its labelled benign texts; docs/guardrails.md)."))
+        "detection 0.90 at 0.028 false positives on its labelled benign texts; docs/guardrails.md)."))
     strong_threshold: float = Field(0.75, gt=0, lt=1, description=(
         "P(injection) at which the route's action (block, strip) applies; between `threshold` and this, and for "
-        "nothing but the classifier, a detection is only flagged (cross-validated: 0.84 detection at 0.019 false "
+        "nothing but the classifier, a detection is only flagged (cross-validated: 0.85 detection at 0.018 false "
         "positives, none on documentation paragraphs)."))
     canary: bool = Field(True, description=(
         "A random token in the system prompt of each rag/hybrid request; an answer that contains it is cut."))

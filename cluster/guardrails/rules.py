@@ -207,6 +207,33 @@ RULES: tuple[tuple[str, str], ...] = (
                      r"\w*\s+tool\b"),
     ("exfiltration", r"\[[^\]]{1,40}\]\(\s*https?://[^)\s]*[?&]\w+=(?:\.\.\.|…|\[[A-Z_ ]+\]|\{[^}\s]*\}|<[^>\s]*>|"
                      r"\)|\s)"),
+    # Scripts beyond the Latin alphabet: system-prompt requests, personas without limits, overrides, notes to the AI.
+    ("extraction", r"系统提示词?|系統提示詞?|システムプロンプト|시스템 프롬프트|системн\w+\s+(?:промпт|инструкци\w+|"
+                   r"подсказк\w+)"),
+    ("roleplay", r"(?:制限のない|制限なし|無制限の|没有(?:任何)?限制的|不受(?:任何)?限制的|无限制的|제한(?:이)? 없는)\s*"
+                 r"(?:AI|人工知能|人工智能)|(?:ИИ|AI|нейросеть)\s+без\s+(?:каких-либо\s+|всяких\s+)?(?:ограничений|"
+                 r"правил|фильтров|цензуры)"),
+    ("override", r"(?:忽略|无视|無視)(?:之前|以前|先前|上述|上面|所有|前面)?的?(?:所有)?(?:指令|指示|规则|規則|说明|提示)|"
+                 r"(?:以前|前|これまで)の(?:指示|命令|ルール)を(?:無視|忘れ)|이전\s*(?:지시|지침|명령)\S*\s*무시|"
+                 r"игнорируй\w*\s+(?:все\s+)?(?:предыдущие\s+|прежние\s+)?(?:инструкции|указания|правила)"),
+    ("override", r"(?:AI|ＡＩ)(?:アシスタント|助手)?(?:へ|に告ぐ)[:：]|(?:致|给|給)\s*(?:AI|人工智能)(?:助手|助理)?[:：]|"
+                 r"AI\s*어시스턴트(?:에게)?[:：]|(?:примечание|заметка|указание)\s+для\s+(?:ИИ|AI|ассистента|нейросети)"),
+    # Framings that void what came before, and casual ways of asking for it.
+    ("override", r"\beverything (?:before|above) (?:this|here)\b[^.]{0,60}\b(?:discard\w*|ignor\w*|disregard\w*|void|"
+                 r"a test|a simulation|not real)|\bopposite day\b[^.]{0,80}\b(?:rules?|means)\b"),
+    ("extraction", r"\b(?:told|gave|given|said to) you before (?:i|we) (?:showed up|arrived|came|started|joined)\b|"
+                   r"\bwhat (?:did|were) (?:they|the company|your (?:devs|developers|creators|owners|makers)) "
+                   r"(?:tell|told|say|said|write|wrote)\b[^.?]{0,20}\byou\b(?! at\b)"),
+    # Exfiltration through code or a parameter set to what the model holds.
+    ("exfiltration", r"(?:requests\.(?:post|get|put)|urllib\.request|fetch\(|\bcurl\b|\bwget\b)[^\n]{0,100}(?:/etc/passwd|"
+                     r"os\.environ|\.env\b|open\(|id_rsa|\$\(cat|\bprintenv\b)"),
+    ("exfiltration", r"\b(?:set|fill|replace|put)\b[^.]{0,50}\b(?:to|with|into)\s+your\s+(?:full\s+|entire\s+|"
+                     r"complete\s+)?(?:system prompt|instructions|initial prompt|chat history|conversation)"),
+    # Labels for a machine reader followed by an order: "AI screeners: reply ...", "Automation directive: post ...".
+    ("override", r"\b(?:ai|llm|automation|automated|bot|agent|model)\s+(?:screeners?|agents?|directives?|instructions?|"
+                 r"reviewers?|readers?|systems?)\s*:\s*(?:please\s+)?(?:reply|respond|answer|say|tell|state|send|include|"
+                 r"add|mark|approve|reject|rank|recommend|ignore|do not|don't|never|always|post|forward|before|when|"
+                 r"rate|score|classify|summari[sz]e)\b"),
 )
 # On the text with its quotes: a mode's name is quoted, not mentioned ("switch to 'unfiltered evaluation mode'").
 QUOTES_KEPT: tuple[tuple[str, str], ...] = (
@@ -224,15 +251,18 @@ PAIRED: tuple[tuple[str, str, str], ...] = (
 _COMPILED = tuple((kind, re.compile(pattern, re.I)) for kind, pattern in RULES)
 _QUOTES_KEPT = tuple((kind, re.compile(pattern, re.I)) for kind, pattern in QUOTES_KEPT)
 _PAIRED = tuple((kind, re.compile(a, re.I), re.compile(b, re.I)) for kind, a, b in PAIRED)
-# Looser, for decoded text only: nobody base64-encodes "ignore the rules" innocently.
+# Looser, for text hidden from the reader or decoded: nobody base64-encodes "ignore the rules" innocently.
 _PAYLOAD_ONLY = (("encoded", re.compile(r"\b(?:ignore|disregard|forget|bypass|override|reveal|print|show|leak|send)\b"
                                        r"[^.]{0,40}\b(?:rules?|instructions?|prompt|guidelines|secrets?|passwords?|"
                                        r"api keys?|credentials|filters?|restrictions?)\b", re.I)),
                  ("encoded", re.compile(r"(?:^|\n|\(|[.!?]\s)\s*(?:assistant|ai|bot|chatbot|llm|"
-                                        r"language model)\s*[:,]\s*"
+                                        r"language model|ai agent|agent|ai assistant)\s*[:,]\s*"
                                         r"(?:please\s+)?(?:ignore|disregard|forget|reply|respond|answer|say|tell|state|"
                                         r"claim|recommend|never|always|do not|don't|from now|when|stop|include|add|"
-                                        r"mark|approve|delete|send|output)\b", re.I)))
+                                        r"mark|approve|delete|send|output|before)\b", re.I)))
+# Looser still, for decoded payloads only: a comment may remind the authors to "tell users", base64 may not.
+_DECODED_ONLY = (("encoded", re.compile(r"(?:^|\s)(?:tell|inform|warn|advise|remind) (?:the |all )?(?:users?|"
+                                        r"customers?|readers?)\b", re.I)),)
 _CONCAT = re.compile(r"['\"][^'\"\n]{1,12}['\"]\s*\+\s*['\"][^'\"\n]{1,12}['\"]\s*\+")
 _COMMENT = re.compile(r"<!--(.*?)-->|\[[^\]\n]{0,20}\]: *(?:#|<>) *\((.*?)\)|/\*(.*?)\*/", re.S)
 _HIDDEN_HTML = re.compile(r"<(?:span|div|p|font)[^>]*(?:display:\s*none|font-size:\s*[01]px|color:\s*#f{3,6}\b|"
@@ -286,7 +316,9 @@ class Finding:
         return {"layer": self.layer, "kind": self.kind, **({"score": round(self.score, 3)} if self.score else {})}
 
 
-View = Literal["plain", "folded", "payload"]  # as written; letters folded back (leet, spacing); a decoded payload
+# As written; letters folded back (leet, spacing); hidden from the human reader (comments, invisible HTML);
+# a decoded payload (base64, hex, ...).
+View = Literal["plain", "folded", "hidden", "payload"]
 
 
 def _views(text: str) -> list[tuple[str, View]]:
@@ -296,7 +328,7 @@ def _views(text: str) -> list[tuple[str, View]]:
     plain = "".join(ch for ch in plain if unicodedata.category(ch) not in ("Cf", "Mn"))  # zero-width, accents
     views: list[tuple[str, View]] = [(plain, "plain")]
     for m in _COMMENT.finditer(plain):  # what a renderer hides from the human reader
-        views.append((next(g for g in m.groups() if g is not None), "payload"))
+        views.append((next(g for g in m.groups() if g is not None), "hidden"))
     latin = plain.translate(_HOMOGLYPHS)
     if latin != plain and _MIXED_SCRIPT.search(plain):  # Latin and lookalike letters in one word: never innocent
         views.append((latin, "payload"))
@@ -362,15 +394,17 @@ def rule_findings(text: str) -> tuple[Finding, ...]:
     for the same text, and every view (decodings, foldings) costs a full pass of the rules."""
     found: dict[str, Finding] = {}
     in_plain: set[int] = set()  # rules the text trips as written: a folded copy of it is not a second, hidden finding
-    rules = _COMPILED + _PAYLOAD_ONLY
+    rules = _COMPILED + _PAYLOAD_ONLY + _DECODED_ONLY
+    loose = len(_COMPILED)  # rules from here on apply to hidden or decoded text only, the last ones decoded only
     # From the text as written (quotes are part of these): styled invisible, meant for a machine; fragments to join
     # ('ig' + 'nore' + ' your ' + ...).
-    hidden = [(m.group(1), "payload") for m in _HIDDEN_HTML.finditer(text)]
+    hidden: list[tuple[str, View]] = [(m.group(1), "hidden") for m in _HIDDEN_HTML.finditer(text)]
     if _CONCAT.search(text):
         hidden.append((re.sub(r"['\"]\s*\+\s*['\"]", "", text), "payload"))
     for view, how in _views(_QUOTED.sub(" ", text)) + hidden:
         for i, (kind, pattern) in enumerate(rules):
-            if i in in_plain or (kind == "encoded" and how != "payload") or not pattern.search(view):
+            if i in in_plain or (i >= loose and how not in ("hidden", "payload")) or \
+                    (i >= loose + len(_PAYLOAD_ONLY) and how != "payload") or not pattern.search(view):
                 continue
             if how == "plain":
                 in_plain.add(i)
