@@ -5,6 +5,7 @@ batches across replicas."""
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import numpy as np
@@ -19,13 +20,30 @@ async def in_slices(items: Sequence[T], size: int, call: Callable[[list[T]], Awa
 
 
 class EmbedderClient:
-    """The Embedder deployment as `embed(texts) -> (n, dim) array`."""
+    """The Embedder deployment as `embed(texts) -> (n, dim) array`; `embed_queries` remembers recent queries."""
 
-    def __init__(self, handle: Any, max_batch_size: int) -> None:
+    def __init__(self, handle: Any, max_batch_size: int, remembered_queries: int = 2048) -> None:
         self.handle, self.max_batch_size = handle, max_batch_size
+        self.remembered_queries = remembered_queries
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         rows = await in_slices(texts, self.max_batch_size, lambda part: self.handle.embed.remote(part))
+        return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+    async def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """`embed` for questions, with the last `remembered_queries` kept: a request embeds its question for the
+        semantic cache and again for retrieval, and an embedding depends on nothing but the text."""
+        known = {t: self._queries[t] for t in texts if t in self._queries}  # before any await: others may evict
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            known.update(zip(missing, await self.embed(missing)))
+        for text in dict.fromkeys(texts):
+            self._queries[text] = known[text]
+            self._queries.move_to_end(text)
+        while len(self._queries) > self.remembered_queries:
+            self._queries.popitem(last=False)
+        rows = [known[t] for t in texts]
         return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
     async def token_counts(self, texts: Sequence[str]) -> list[int]:

@@ -66,7 +66,7 @@ class Ingress:
                                      Ingester.from_settings(settings, embedder_client.embed))
         llm_tokenizer = AutoTokenizer.from_pretrained(resolve(settings.llm_spec.model, settings.models_dir))
         metrics = IngressMetrics()
-        cache = CacheService(profile.cache, db.get, embedder_client.embed, metrics.cache_result)
+        cache = CacheService(profile.cache, db.get, embedder_client.embed_queries, metrics.cache_result)
         guardrails = GuardrailService(profile.guardrails, metrics.guardrail, classifier=(
             load_prepared(resolve(profile.guardrails.model, settings.models_dir))
             if profile.guardrails.enabled and profile.guardrails.classifier else None))

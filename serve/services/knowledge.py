@@ -205,7 +205,8 @@ class KnowledgeService:
         t = time.perf_counter()
         queries = list(rewritten.queries)
         # keyword-only search needs no embedding (the SQL still takes a vector parameter, unused)
-        vectors = await self.embedder.embed(queries) if mode != "keyword" else [self._no_vector()] * len(queries)
+        vectors = await self.embedder.embed_queries(queries) if mode != "keyword" else \
+            [self._no_vector()] * len(queries)
         embed_ms = elapsed_ms(t) if mode != "keyword" else 0.0
         t = time.perf_counter()
         pool, fusion = await self.db.get(), self.fusion(mode, per_document_cap)
