@@ -118,8 +118,9 @@ def measure_docs(chunks: list[str], threshold: float, strong: float) -> dict[str
     from cluster.guardrails.rules import rule_findings
 
     scores = default_classifier().score(chunks)
-    flagged = [bool(rule_findings(c)) or s >= threshold for c, s in zip(chunks, scores)]
-    acted = [bool(rule_findings(c)) or s >= strong for c, s in zip(chunks, scores)]
+    rules = [bool(rule_findings(c)) for c in chunks]  # once: more chunks than rule_findings' cache holds
+    flagged = [r or s >= threshold for r, s in zip(rules, scores)]
+    acted = [r or s >= strong for r, s in zip(rules, scores)]
     return {"chunks": len(chunks), "flagged": sum(flagged), "acted_on": sum(acted),
             "flagged_rate": round(sum(flagged) / max(len(chunks), 1), 4),
             "acted_on_rate": round(sum(acted) / max(len(chunks), 1), 4),

@@ -12,14 +12,13 @@ measured by `python -m bench.guardrails`.
 from __future__ import annotations
 
 import base64
-import binascii
 import codecs
 import re
 import unicodedata
 import urllib.parse
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 _AI = r"(?:ai|assistant|model|llm|chatbot|bot|language model|gpt|claude|system)"
 _PRIOR = r"(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|your|these|those|system)"
@@ -263,6 +262,10 @@ _PAYLOAD_ONLY = (("encoded", re.compile(r"\b(?:ignore|disregard|forget|bypass|ov
 # Looser still, for decoded payloads only: a comment may remind the authors to "tell users", base64 may not.
 _DECODED_ONLY = (("encoded", re.compile(r"(?:^|\s)(?:tell|inform|warn|advise|remind) (?:the |all )?(?:users?|"
                                         r"customers?|readers?)\b", re.I)),)
+_ALL_VIEWS = frozenset(("plain", "folded", "hidden", "payload"))
+_RULE_TABLE = (*((k, p, _ALL_VIEWS) for k, p in _COMPILED),  # (kind, pattern, the views it applies to)
+               *((k, p, frozenset(("hidden", "payload"))) for k, p in _PAYLOAD_ONLY),
+               *((k, p, frozenset(("payload",))) for k, p in _DECODED_ONLY))
 _CONCAT = re.compile(r"['\"][^'\"\n]{1,12}['\"]\s*\+\s*['\"][^'\"\n]{1,12}['\"]\s*\+")
 _COMMENT = re.compile(r"<!--(.*?)-->|\[[^\]\n]{0,20}\]: *(?:#|<>) *\((.*?)\)|/\*(.*?)\*/", re.S)
 _HIDDEN_HTML = re.compile(r"<(?:span|div|p|font)[^>]*(?:display:\s*none|font-size:\s*[01]px|color:\s*#f{3,6}\b|"
@@ -304,6 +307,13 @@ def _caesar(text: str, shift: int) -> str:
 _DOTTED = re.compile(r"\b(?:[A-Za-z][.\-_*]){2,}[A-Za-z]\b")
 _SPACED = re.compile(r"\b(?:[A-Za-z] {1,2}){4,}[A-Za-z]\b")
 _BINARY = re.compile(r"\b(?:[01]{8}\s+){5,}[01]{8}\b")
+# Runs that may carry a payload, and how each decodes to text.
+_DECODERS: tuple[tuple[re.Pattern[str], Callable[[str], str]], ...] = (
+    (_B64, lambda run: base64.b64decode(run + "=" * (-len(run) % 4), validate=True).decode("utf-8")),
+    (_HEX, lambda run: bytes.fromhex(re.sub(r"[\s:]", "", run)).decode("utf-8")),
+    (_BINARY, lambda run: "".join(chr(int(b, 2)) for b in run.split())),
+    (_B32, lambda run: base64.b32decode(run + "=" * (-len(run) % 8)).decode("utf-8")),
+)
 
 
 @dataclass(frozen=True)
@@ -334,31 +344,14 @@ def _views(text: str) -> list[tuple[str, View]]:
         views.append((latin, "payload"))
     if _ATBASH_HINT.search(plain):
         views.append((plain.translate(_ATBASH), "payload"))
-    for m in _B64.finditer(plain):
-        try:
-            decoded = base64.b64decode(m.group(0) + "=" * (-len(m.group(0)) % 4), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            continue
-        if decoded.isprintable() and " " in decoded:
-            views.append((decoded, "payload"))
-    for m in _HEX.finditer(plain):
-        try:
-            decoded = bytes.fromhex(re.sub(r"[\s:]", "", m.group(0))).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            continue
-        if decoded.isprintable() and " " in decoded:
-            views.append((decoded, "payload"))
-    for m in _BINARY.finditer(plain):
-        decoded = "".join(chr(int(b, 2)) for b in m.group(0).split())
-        if decoded.isprintable() and " " in decoded:
-            views.append((decoded, "payload"))
-    for m in _B32.finditer(plain):
-        try:
-            decoded = base64.b32decode(m.group(0) + "=" * (-len(m.group(0)) % 8)).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            continue
-        if decoded.isprintable() and " " in decoded:
-            views.append((decoded, "payload"))
+    for pattern, decode in _DECODERS:
+        for m in pattern.finditer(plain):
+            try:
+                decoded = decode(m.group(0))
+            except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+                continue
+            if decoded.isprintable() and " " in decoded:  # words, not bytes that happened to decode
+                views.append((decoded, "payload"))
     tags = "".join(chr(ord(ch) - 0xE0000) for ch in text if 0xE0020 <= ord(ch) <= 0xE007E)  # invisible tag letters
     if tags:
         views.append((tags, "payload"))
@@ -394,17 +387,14 @@ def rule_findings(text: str) -> tuple[Finding, ...]:
     for the same text, and every view (decodings, foldings) costs a full pass of the rules."""
     found: dict[str, Finding] = {}
     in_plain: set[int] = set()  # rules the text trips as written: a folded copy of it is not a second, hidden finding
-    rules = _COMPILED + _PAYLOAD_ONLY + _DECODED_ONLY
-    loose = len(_COMPILED)  # rules from here on apply to hidden or decoded text only, the last ones decoded only
     # From the text as written (quotes are part of these): styled invisible, meant for a machine; fragments to join
     # ('ig' + 'nore' + ' your ' + ...).
     hidden: list[tuple[str, View]] = [(m.group(1), "hidden") for m in _HIDDEN_HTML.finditer(text)]
     if _CONCAT.search(text):
         hidden.append((re.sub(r"['\"]\s*\+\s*['\"]", "", text), "payload"))
     for view, how in _views(_QUOTED.sub(" ", text)) + hidden:
-        for i, (kind, pattern) in enumerate(rules):
-            if i in in_plain or (i >= loose and how not in ("hidden", "payload")) or \
-                    (i >= loose + len(_PAYLOAD_ONLY) and how != "payload") or not pattern.search(view):
+        for i, (kind, pattern, views) in enumerate(_RULE_TABLE):
+            if i in in_plain or how not in views or not pattern.search(view):
                 continue
             if how == "plain":
                 in_plain.add(i)
