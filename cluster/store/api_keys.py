@@ -10,7 +10,6 @@ exist; it does not count as a user key, so a cluster without user keys stays ope
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Literal
 
 import asyncpg
+
+from cluster.store.local_secrets import state_secret
 
 Scope = Literal["use", "admin"]
 SCOPES: tuple[Scope, ...] = ("use", "admin")
@@ -89,14 +90,7 @@ async def user_keys_exist(pool: asyncpg.Pool) -> bool:
 
 async def internal_key(pool: asyncpg.Pool, state_dir: Path) -> str:
     """The cluster's own admin key, kept in the state directory (mode 0600) and registered by its hash."""
-    path = state_dir / "internal-api-key"
-    if path.exists():
-        key = path.read_text().strip()
-    else:
-        key = new_key()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key)
+    key = state_secret(state_dir / "internal-api-key", new_key)
     await pool.execute(
         "INSERT INTO api_keys (id, name, scope, prefix, hash, internal) VALUES ($1, 'internal', 'admin', $2, $3, true) "
         "ON CONFLICT (id) DO UPDATE SET hash = EXCLUDED.hash, prefix = EXCLUDED.prefix, revoked_at = NULL",

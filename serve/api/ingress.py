@@ -57,6 +57,7 @@ class Ingress:
         from transformers import AutoTokenizer
 
         from cluster.models.cache import resolve
+        from cluster.store.local_secrets import state_secret
 
         profile = settings.profile_spec
         db = LazyPool(settings)
@@ -69,7 +70,8 @@ class Ingress:
         cache = CacheService(profile.cache, db.get, embedder_client.embed_queries, metrics.cache_result)
         guardrails = GuardrailService(profile.guardrails, metrics.guardrail, classifier=(
             load_prepared(resolve(profile.guardrails.model, settings.models_dir))
-            if profile.guardrails.enabled and profile.guardrails.classifier else None))
+            if profile.guardrails.enabled and profile.guardrails.classifier else None),
+            canary_key=state_secret(settings.state_dir / "guardrails-canary-key").encode())
         generation = GenerationService(settings, knowledge, llm, AdapterStore.from_settings(settings), llm_tokenizer,
                                        cache, guardrails)
         dependencies.install(Services(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 import uuid
@@ -279,7 +280,8 @@ class GenerationService:
             if sources:
                 blocks = [prompts.source_block(n, h.candidate.title, h.candidate.text) for n, h in sources.items()]
                 system = prompts.RAG_SYSTEM if plan.route == "rag" else prompts.HYBRID_SYSTEM
-                canary = self.guardrails.canary(plan.route) if self.guardrails else None
+                canary = self.guardrails.canary(plan.route, json.dumps([system, blocks, conversation])) \
+                    if self.guardrails else None
                 messages = prompts.with_sources(conversation, blocks, prompts.with_canary(system, canary))
             else:  # hybrid with nothing relevant: the adapter answers on its own
                 messages = prompts.as_chat(conversation, plan.adapter.metadata.get("system_prompt")

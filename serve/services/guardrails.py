@@ -3,7 +3,9 @@ planted in an ingested document), and on the output (a canary token from the sys
 
 Layers, each reported by name in the decision: the rules (`cluster/guardrails/rules.py`), the classifier
 (`cluster/guardrails/classifier.py`, built by `ragtune models prepare`, loaded when the ingress starts), and a
-canary: a random token placed in the system prompt; its appearance in an answer means the prompt leaked.
+canary: a token placed in the system prompt; its appearance in an answer means the prompt leaked. It is an HMAC of
+the prompt under the cluster's canary key: unguessable, yet the same request gets the same prompt (a random token
+per request made two identical greedy requests diverge).
 
 Policy per route (profile `guardrails`): block (400 `content_policy`), strip the chunk, or flag (answer, and say
 so in the response's `guardrails` field). Measured in docs/guardrails.md.
@@ -11,6 +13,8 @@ so in the response's `guardrails` field). Measured in docs/guardrails.md.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -46,16 +50,17 @@ class Detector:
         return out
 
 
-def new_canary() -> str:
-    return f"rt-canary-{secrets.token_hex(6)}"
+def canary_for(key: bytes, material: str) -> str:
+    return "rt-canary-" + hmac.new(key, material.encode(), hashlib.sha256).hexdigest()[:12]
 
 
 class GuardrailService:
     """The profile's policy over the detector, per route; counts every decision (`count(where, action, kind)`)."""
 
     def __init__(self, spec: Any, count: Any = lambda where, action, kind: None,
-                 classifier: Classifier | None = None) -> None:
+                 classifier: Classifier | None = None, canary_key: bytes | None = None) -> None:
         self.spec, self.count = spec, count
+        self.canary_key = canary_key or secrets.token_bytes(32)  # the ingress passes the cluster's (state_dir)
         if spec.enabled and spec.classifier and classifier is None:
             classifier = default_classifier()
         self.detector = Detector(spec.threshold, classifier if spec.classifier else None)
@@ -106,8 +111,11 @@ class GuardrailService:
         strong = any(f.layer == "rule" or (f.score or 0) >= self.spec.strong_threshold for f in findings)
         return policy if strong else "flag"  # type: ignore[return-value]
 
-    def canary(self, route: str) -> str | None:
-        return new_canary() if self.spec.enabled and self.spec.canary and route in ("rag", "hybrid") else None
+    def canary(self, route: str, prompt: str) -> str | None:
+        """The marker for this prompt (what the model is shown, minus the marker) on the retrieving routes."""
+        if not (self.spec.enabled and self.spec.canary and route in ("rag", "hybrid")):
+            return None
+        return canary_for(self.canary_key, f"{route}\n{prompt}")
 
     def leaked(self) -> None:
         self.count("output", "block", "canary")

@@ -192,13 +192,18 @@ def test_chunks_are_stripped_flagged_or_block_the_request_per_route() -> None:
     assert [d.action for d in _service().check_chunks("finetuned", chunks)] == ["pass", "pass"]  # no retrieval
 
 
-def test_decisions_are_counted_and_the_canary_is_per_request_on_retrieving_routes() -> None:
+def test_decisions_are_counted_and_the_canary_is_per_prompt_and_key_on_retrieving_routes() -> None:
     counted: list[tuple[str, str, str]] = []
-    service = GuardrailService(GuardrailSpec(classifier=False), lambda *c: counted.append(c))
+    service = GuardrailService(GuardrailSpec(classifier=False), lambda *c: counted.append(c), canary_key=b"k1")
     service.check_input("plain", [{"role": "user", "content": ATTACKS[4][0]}])
     assert counted == [("input", "flag", "roleplay")]
-    first, second = service.canary("rag"), service.canary("rag")
-    assert first and second and first != second and service.canary("plain") is None
+    first, again, other = service.canary("rag", "prompt A"), service.canary("rag", "prompt A"), \
+        service.canary("rag", "prompt B")
+    assert first and first == again and other and other != first  # reproducible prompts, no fixed marker
+    assert service.canary("hybrid", "prompt A") != first and service.canary("plain", "prompt A") is None
+    elsewhere = GuardrailService(GuardrailSpec(classifier=False), canary_key=b"k2")
+    assert elsewhere.canary("rag", "prompt A") != first  # unguessable without the cluster's key
+    assert GuardrailService(GuardrailSpec(classifier=False)).canary("rag", "prompt A") != first  # random key if none
 
 
 def test_the_classifier_scores_what_it_was_trained_on() -> None:
