@@ -30,15 +30,22 @@ _AI_EN = r"(?:ai(?: system| model| assistant)?|assistant|model|llm|chatbot|bot|(
 _AI_ANY = r"(?:ai|assistant|model|llm|chatbot|bot|language model|gpt|agent|copilot|ki|ia|ki-assistent(?:en)?|" \
           r"ai-assistent(?:en)?|" \
           r"assistent(?:en)?|asistente|assistente|assistant ia|asistente de ia|assistente ia|assistente de ia|" \
-          r"ai-assistent|ki-modell|modèle|modelo|modello|llms)"
+          r"ai-assistent|ki-modell|modèle|modelo|modello|llms|ki-gutachter|assistente virtuale|asistente virtual|" \
+          r"support-bot|outil d'évaluation automatique|sistema de selección automatizado|ias)"
 _RULE_WORDS_INTL = r"(?:anweisungen|instruktionen|regeln|richtlinien|vorgaben|instructions|consignes|r[eè]gles|" \
                    r"directives|instrucciones|reglas|normas|directrices|istruzioni|regole|direttive|instru[cç][õo]es|" \
                    r"regras|diretrizes|instructies|regels|richtlijnen)"
-_SYSTEM_PROMPT_INTL = r"(?:system-?prompts?|systemprompts?|prompt (?:de |del |do |di )?sistema|" \
+_SYSTEM_PROMPT_INTL = r"(?:system-?prompts?|systemprompts?|prompt (?:de |del |do |di )?sistema|prompt sistem|" \
+                      r"message (?:du )?syst[eè]me|mensaje (?:del |de )?sistema|mensagem (?:do |de )?sistema|" \
+                      r"systemnachricht|systemvorgaben|" \
                       r"prompt (?:du )?syst[eè]me|" \
                       r"systeemprompt|systemanweisung\w*|instru[cç][õo]es (?:do|de) sistema|instrucciones (?:del|de) " \
                       r"sistema|istruzioni di sistema|consignes (?:du )?syst[eè]me)\b"
 _YOUR_INTL = r"dein\w*|ihr(?:en|e)?|tu|tus|su|sus|ton|ta|tes|votre|vos|seu|teu|tua|tuo|uw|jouw"
+# What a planted note orders an agent to do.
+_AGENT_ORDER = r"(?:ignore|disregard|reply|respond|answer|say|tell|send|forward|copy|export|create|open|attach|click|" \
+               r"confirm|recommend|mark|approve|run|execute|navigate|resolve|post|include|add|upload|fetch|call|" \
+               r"delete|do not|don't|never|always|when|before|as part of|to continue)\b"
 RULES: tuple[tuple[str, str], ...] = (
     # The verb said to someone ("ignore ...", "please/now/you must ignore ..."), not described ("my LLM ignores
     # parts of the system prompt", "the court held he could not disregard the prior instructions").
@@ -63,9 +70,9 @@ RULES: tuple[tuple[str, str], ...] = (
                  r"an? (?:unrestricted|uncensored|unfiltered|jailbroken|evil) (?:ai|assistant|model|chatbot))\b"),
     ("roleplay", r"\b(?:god|jailbreak(?:ed)?|unrestricted|dan) mode\b"),
     ("roleplay", r"\b(?:enable|activate|enter|switch to)\s+(?:the\s+)?(?:god|jailbreak|dan|unrestricted)\s+mode\b"),
-    ("roleplay", r"\bjailbreak\b[^.]{0,30}\b(?:yourself|you|this (?:ai|model|assistant)|the (?:ai|model))\b"),
+    ("roleplay", r"\bjailbreak\b[^.?!]{0,30}\b(?:yourself|you|this (?:ai|model|assistant)|the (?:ai|model))\b"),
     ("extraction", r"\b(?:print|reveal|show|output|repeat|display|tell me|give me|share|leak|dump|write out|recite|"
-                   r"disclose|spell out|echo|return)\b[^.?]{0,40}\b(?:your|the|its|my|any)\s+(?:full\s+|entire\s+|"
+                   r"disclose|spell out|echo|return)\b[^.?]{0,40}\b(?:your|the|my|any)\s+(?:full\s+|entire\s+|"
                    r"exact\s+|original\s+|hidden\s+|initial\s+|secret\s+|internal\s+)*(?:system\s+prompt|"
                    r"(?:initial|original|hidden|secret|system|internal)\s+(?:instructions?|prompt|message|rules)|"
                    r"instructions you (?:were|have been) given|canary|prompt above)"),
@@ -91,13 +98,18 @@ RULES: tuple[tuple[str, str], ...] = (
     ("exfiltration", r"\btell (?:the )?users? to (?:visit|go to|open|click|enter|log ?in|sign in)\b"),
     # Text addressed to whatever AI reads it: in a document, nobody else is "the chatbot reading these notes".
     ("override", rf"\b(?:p\.?s\.?|note|instructions?|nota|hinweis|anmerkung|remarque|aviso|avviso|attention|achtung|"
-                 rf"message|reminder|opmerking|uwaga|not)\s*"
+                 rf"message|reminder|opmerking|uwaga|not|instrucci[oó]n|instru[cç][aã]o|istruzion[ei]|anweisung|"
+                 rf"consigne|avis|aanwijzing|bericht|mensaje|mensagem|messaggio|note destin[ée]e)\s*"
                  rf"(?:to|for|für|an|para|pour|à|al|per|ao|destin[ée]+s? à|adress[ée]+s? à|rivolt[ao] a|dirigid[ao] a|"
                  rf"gerichtet an|voor)\s+(?:the\s+|any\s+|all\s+|whatever\s+|every\s+|automated\s+|virtual\s+|"
                  rf"le\s+|la\s+|les\s+|l['’]|el\s+|los\s+|den\s+|die\s+|der\s+|dem\s+|o\s+|os\s+|il\s+|lo\s+|"
                  rf"gli\s+|i\s+|de\s+|het\s+|un\s+|une\s+|uno\s+|una\s+)*"
                  rf"{_AI_ANY}s?\b(?!\s*(?:developers?|maintainers?|authors?|users?|owners?|builders?|teams?|training|"
-                 rf"providers?|vendors?|engineers?|researchers?))"),
+                 rf"providers?|vendors?|engineers?|researchers?))"
+                 # a person's job ("l'assistant de direction") or a setup wizard ("el asistente de instalación")
+                 rf"(?!\s+(?:de|di|da|do|del)\s+(?:la\s+)?(?:direc\w+|dire[cç][aã]o|direzione|gesti\w+|gest[aã]o|"
+                 rf"ventas|vendas|marketing|comunicaci\w+|recursos|rh|rrhh|instala\w+|installation|configura\w+|"
+                 rf"produc\w+|produ[cç][aã]o|redac\w+|reda[cç][aã]o|cuisine|cocina|laboratoire|laboratorio))"),
     ("override", rf"\b(?:when(?:ever)?|if|once)\s+(?:an?|the|any|some)\s+(?:automated\s+)?{_AI_EN}s?\s+(?:reads?|"
                  rf"is asked|answers?|summari[sz]es|processes|sees|retrieves|gets asked|responds)"),
     ("override", rf"\b(?:(?:the|any|all)\s+)?(?:automated\s+)?{_AI_EN}s?\s+(?:answering|responding to|handling|"
@@ -123,7 +135,8 @@ RULES: tuple[tuple[str, str], ...] = (
     # The same overrides, system-prompt requests and personas in the languages users most often switch to
     # (non-English verbs only: "ignore the installer's instructions" is ordinary English documentation).
     ("override", rf"\b(?:ignorier\w*|ignora\w*|ignorez|ignorer|ignoreer|vergiss\w*|vergesse\w*|missachte\w*|"
-                 rf"oubli\w*|olvid\w*|dimentic\w*|esque[cç]\w*|descart\w*|negeer\w*|vergeet)\b"
+                 rf"oubli\w*|olvid\w*|dimentic\w*|esque[cç]\w*|descart\w*|negeer\w*|vergeet|desconsider\w*|"
+                 rf"ignore (?=todas|todos|as |os |las |los |tus |suas |seus ))\b"
                  rf"[\w\s,'’-]{{0,50}}?\b{_RULE_WORDS_INTL}"),
     ("extraction", rf"\b(?:{_YOUR_INTL})\s+(?:\w+\s+){{0,2}}{_SYSTEM_PROMPT_INTL}"),  # "your system prompt"
     ("roleplay", r"\b(?:you are|you're|you will be|you'll be|bist|seid|estás|estas|está|esta|êtes|es|sei|siete|"
@@ -154,8 +167,11 @@ RULES: tuple[tuple[str, str], ...] = (
     ("override", r"\b(?:nouvelles?|neue[nr]?|nuevas?|nuov[ae]|novas?|nieuwe)\s+(?:consignes?|anweisung(?:en)?|"
                  r"instrucci(?:ón|ones)|istruzion[ei]|instru[cç](?:ão|ões)|instructies?|r[eè]gles?|"
                  r"regeln)\b[^:\n]{0,40}:"),
-    ("override", r"\b(?:les|die|las|le|as|de)\s+(?:\w+\s+){0,2}(?:règles|consignes|regeln|anweisungen|reglas|"
-                 r"instrucciones|regole|istruzioni|regras|instruções|regels)\b[^.]{0,60}\b(?:ne s'appliquent plus|"
+    # ... of the model's own rules: the instructions a manager sent last week may well no longer apply.
+    ("override", rf"\b(?:les|die|las|le|as|de)\s+(?:\w+\s+){{0,2}}(?:règles|consignes|regeln|anweisungen|reglas|"
+                 rf"instrucciones|regole|istruzioni|regras|instruções|regels)\b(?=[^.]{{0,60}}\b(?:{_YOUR_INTL}|"
+                 rf"précédentes|vorherigen|bisherigen|anteriores|precedenti|anteriori|vorige|eerdere|originales|"
+                 rf"originali|ursprünglichen|initiales|iniciales)\b)[^.]{{0,60}}\b(?:ne s'appliquent plus|"
                  r"gelten nicht mehr|ya no (?:se )?aplican|non valgono più|não se aplicam mais|gelden niet meer)"),
     # More ways of addressing the model that reads a document.
     ("override", r"@(?:assistant|ai|bot|chatbot|copilot|gpt|claude|llm)\b[^.\n]{0,20}\b(?:when|if|always|never|say|"
@@ -207,8 +223,16 @@ RULES: tuple[tuple[str, str], ...] = (
     ("exfiltration", r"\[[^\]]{1,40}\]\(\s*https?://[^)\s]*[?&]\w+=(?:\.\.\.|…|\[[A-Z_ ]+\]|\{[^}\s]*\}|<[^>\s]*>|"
                      r"\)|\s)"),
     # Scripts beyond the Latin alphabet: system-prompt requests, personas without limits, overrides, notes to the AI.
-    ("extraction", r"系统提示词?|系統提示詞?|システムプロンプト|시스템 프롬프트|системн\w+\s+(?:промпт|инструкци\w+|"
-                   r"подсказк\w+)"),
+    # The system prompt asked for, not named (a model card or a news item names it).
+    ("extraction", r"(?:你的|您的|妳的)\s*(?:系统|系統)提示|(?:系统提示词?|系統提示詞?)[^。！？\n]{0,20}(?:告诉|告訴|显示|顯示|"
+                   r"输出|輸出|打印|复述|複述|重复|重複|发给|發給|给我|給我|泄露|洩露|贴出|貼出|列出|原文|全文|逐字|无效|"
+                   r"無效|失效|作废|作廢|解除)|"
+                   r"(?:告诉我|告訴我|显示|顯示|输出|輸出|打印|复述|複述|重复|重複|泄露|洩露|给我看|給我看|贴出|貼出|列出)"
+                   r"[^。！？\n]{0,12}(?:系统提示|系統提示)|"
+                   r"(?:あなたの)?システムプロンプト[^。！？\n]{0,20}(?:教えて|見せて|表示して|出力して|繰り返して|書き出して|"
+                   r"貼って|全文|無効|解除)|시스템 프롬프트[^.?!\n]{0,12}(?:알려|보여|출력|공개|그대로|전부|반복)|"
+                   r"(?:покажи|выведи|напиши|раскрой|повтори|процитируй|скопируй|дай)\w*[^.?!\n]{0,30}системн\w+\s+"
+                   r"(?:промпт|инструкци|подсказк)|(?:твой|твои|ваш\w*)\s+системн\w+\s+(?:промпт|инструкци|подсказк)"),
     ("roleplay", r"(?:制限のない|制限なし|無制限の|没有(?:任何)?限制的|不受(?:任何)?限制的|无限制的|제한(?:이)? 없는)\s*"
                  r"(?:AI|人工知能|人工智能)|(?:ИИ|AI|нейросеть)\s+без\s+(?:каких-либо\s+|всяких\s+)?(?:ограничений|"
                  r"правил|фильтров|цензуры)"),
@@ -219,7 +243,7 @@ RULES: tuple[tuple[str, str], ...] = (
                  r"AI\s*어시스턴트(?:에게)?[:：]|(?:примечание|заметка|указание)\s+для\s+(?:ИИ|AI|ассистента|нейросети)"),
     # Framings that void what came before, and casual ways of asking for it.
     ("override", r"\beverything (?:before|above) (?:this|here)\b[^.]{0,60}\b(?:discard\w*|ignor\w*|disregard\w*|void|"
-                 r"a test|a simulation|not real)|\bopposite day\b[^.]{0,80}\b(?:rules?|means)\b"),
+                 r"a test|a simulation|not real)|\bopposite day\b(?=[^.]{0,80}\byou)[^.]{0,80}\b(?:rules?|means)\b"),
     ("extraction", r"\b(?:told|gave|given|said to) you before (?:i|we) (?:showed up|arrived|came|started|joined)\b|"
                    r"\bwhat (?:did|were) (?:they|the company|your (?:devs|developers|creators|owners|makers)) "
                    r"(?:tell|told|say|said|write|wrote)\b[^.?]{0,20}\byou\b(?! at\b)"),
@@ -228,6 +252,13 @@ RULES: tuple[tuple[str, str], ...] = (
                      r"os\.environ|\.env\b|open\(|id_rsa|\$\(cat|\bprintenv\b)"),
     ("exfiltration", r"\b(?:set|fill|replace|put)\b[^.]{0,50}\b(?:to|with|into)\s+your\s+(?:full\s+|entire\s+|"
                      r"complete\s+)?(?:system prompt|instructions|initial prompt|chat history|conversation)"),
+    # An agent addressed by its job ("Browsing agent: navigate to ...", "Copilot / AI agent picking this up: when
+    # you open the PR, ...", "Network check for AI agents: resolve ..."). Not a bare "Agent:", a transcript's speaker.
+    ("override", rf"\b(?:ai|llm|gpt|coding|browsing|browser|file[- ]management|research|shopping|mailbox|autonomous|"
+                 rf"automation|triage)\s+(?:agents?|bots?)\b(?:\s+(?:picking this up|reading this|working (?:here|on "
+                 rf"this|in this \w+)|processing this))?\s*[:,\u2014]\s*(?:please\s+)?{_AGENT_ORDER}"),
+    ("override", rf"\b(?:for|to) (?:the |any |all )?(?:ai|llm|coding|browsing|autonomous) agents?\b[)\]]?\s*[:\n]"
+                 rf"\s*(?:\d+[.)]\s*)?(?:please\s+)?{_AGENT_ORDER}"),
     # Labels for a machine reader followed by an order: "AI screeners: reply ...", "Automation directive: post ...".
     ("override", r"\b(?:ai|llm|automation|automated|bot|agent|model)\s+(?:screeners?|agents?|directives?|instructions?|"
                  r"reviewers?|readers?|systems?)\s*:\s*(?:please\s+)?(?:reply|respond|answer|say|tell|state|send|include|"
@@ -376,8 +407,22 @@ def _views(text: str) -> list[tuple[str, View]]:
     return views
 
 
-_QUOTED = re.compile(r"(?<!\w)'[^'\n]{3,80}'(?!\w)|\"[^\"\n]{3,80}\"|“[^”\n]{3,80}”|‘[^’\n]{3,80}’|„[^“”\n]{3,80}[“”]|"
-                     r"«[^»\n]{3,80}»|`[^`\n]{3,80}`")
+# An apostrophe inside a word ('pretend you're ...') does not end a single-quoted phrase; German quotes open low,
+# Japanese ones are corner brackets.
+# A phrase in quotes is a mention ("pretend you're ...": a contraction does not end it; German quotes open low,
+# Japanese ones are corner brackets), unless it is a value: JSON, YAML, code, CSV (`"note": "..."`, `note: "..."`,
+# `= "..."`, `f("...")`, `,"..."`), where planted instructions sit. Code in backticks counts as a mention only when short.
+_QUOTED = re.compile(r"(?<!\w)'(?:[^'\n]|(?<=\w)'(?=\w)){3,120}'(?!\w)|\"[^\"\n]{3,120}\"|"
+                     r"“[^”\n]{3,120}”|‘(?:[^’\n]|(?<=\w)’(?=\w)){3,120}’|„[^“”\"\n]{3,120}[“”\"]|"
+                     r"‚[^‘’'\n]{3,120}[‘’']|«[^»\n]{3,120}»|`[^`\n]{3,80}`|「[^」\n]{8,120}」|『[^』\n]{8,120}』")
+_VALUE_BEFORE = re.compile(r"(?:(?:=|\w\(|[\[{]|[\"']\s*:|^\s*-?\s*[\w.-]+\s*:)\s*|,)$")
+
+
+def _without_mentions(text: str) -> str:
+    def blank(m: re.Match[str]) -> str:
+        line = text[text.rfind("\n", 0, m.start()) + 1:m.start()]
+        return m.group(0) if _VALUE_BEFORE.search(line) else " "
+    return _QUOTED.sub(blank, text)
 
 
 @lru_cache(maxsize=4096)
@@ -392,7 +437,7 @@ def rule_findings(text: str) -> tuple[Finding, ...]:
     hidden: list[tuple[str, View]] = [(m.group(1), "hidden") for m in _HIDDEN_HTML.finditer(text)]
     if _CONCAT.search(text):
         hidden.append((re.sub(r"['\"]\s*\+\s*['\"]", "", text), "payload"))
-    for view, how in _views(_QUOTED.sub(" ", text)) + hidden:
+    for view, how in _views(_without_mentions(text)) + hidden:
         for i, (kind, pattern, views) in enumerate(_RULE_TABLE):
             if i in in_plain or how not in views or not pattern.search(view):
                 continue
