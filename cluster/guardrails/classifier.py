@@ -17,12 +17,12 @@ from typing import Any
 from cluster.guardrails.rules import rule_features
 
 SETS = Path(__file__).resolve().parents[1] / "evaluation" / "sets"
-# Held-out sets 1 to 5 were each run once as sealed measurements, then used for error analysis: now they are training
-# data (the README in SETS); set 6 and the wild-jailbreak hold-out are never trained on.
+# Held-out sets 1 to 6 were each run once as sealed measurements, then used for error analysis: now they are training
+# data (the README in SETS); set 7 and the wild-jailbreak hold-out are never trained on.
 TRAINING_SETS = tuple(SETS / name for name in ("injections_train.jsonl", "jailbreaks_wild_train.jsonl",
                                                "injections_heldout.jsonl", "injections_heldout2.jsonl",
                                                "injections_heldout3.jsonl", "injections_heldout4.jsonl",
-                                               "injections_heldout5.jsonl"))
+                                               "injections_heldout5.jsonl", "injections_heldout6.jsonl"))
 DOC_PARAGRAPHS = 1500  # benign documentation paragraphs from the installed packages' descriptions
 
 
