@@ -5,7 +5,7 @@ benign text (questions, documentation, and look-alikes that talk about prompts),
 
 The classifier is the one the ingress serves (the models cache's `injection-classifier`; trained here when it is
 not prepared); no held-out set is trained on (cluster/evaluation/sets/README.md says which is which). Default sets:
-`injections_heldout7.jsonl` (sealed) and `jailbreaks_wild_heldout.jsonl` (real jailbreaks; detection only). Then
+`injections_heldout9.jsonl` (sealed) and `jailbreaks_wild_heldout.jsonl` (real jailbreaks; detection only). Then
 false positives on real documentation nobody labelled or trained on: man pages and the standard library's pydoc,
 chunked exactly as ingestion chunks them (`--docs 0` skips it). Goal: detection >= 0.9 at <= 0.02 false positives.
 Writes bench/results/guardrails.json and a plot of detection against false positives (docs/guardrails-tradeoff.png).
@@ -127,7 +127,7 @@ def measure_docs(chunks: list[str], threshold: float, strong: float) -> dict[str
             "acted_on_examples": [c[:200] for c, a in zip(chunks, acted) if a][:10]}
 
 
-DEFAULT_SETS = ("injections_heldout7.jsonl", "jailbreaks_wild_heldout.jsonl")
+DEFAULT_SETS = ("injections_heldout9.jsonl", "jailbreaks_wild_heldout.jsonl")
 
 
 def main() -> None:

@@ -17,12 +17,13 @@ from typing import Any
 from cluster.guardrails.rules import rule_features
 
 SETS = Path(__file__).resolve().parents[1] / "evaluation" / "sets"
-# Held-out sets 1 to 6 were each run once as sealed measurements, then used for error analysis: now they are training
-# data (the README in SETS); set 7 and the wild-jailbreak hold-out are never trained on.
+# Held-out sets 1 to 8 were each run once as sealed measurements, then used for error analysis: now they are training
+# data (the README in SETS); set 9 and the wild-jailbreak hold-out are never trained on.
 TRAINING_SETS = tuple(SETS / name for name in ("injections_train.jsonl", "jailbreaks_wild_train.jsonl",
                                                "injections_heldout.jsonl", "injections_heldout2.jsonl",
                                                "injections_heldout3.jsonl", "injections_heldout4.jsonl",
-                                               "injections_heldout5.jsonl", "injections_heldout6.jsonl"))
+                                               "injections_heldout5.jsonl", "injections_heldout6.jsonl",
+                                               "injections_heldout7.jsonl", "injections_heldout8.jsonl"))
 DOC_PARAGRAPHS = 1500  # benign documentation paragraphs from the installed packages' descriptions
 
 
@@ -42,8 +43,9 @@ class Classifier:
             ("chars", TfidfVectorizer(analyzer="char", ngram_range=(3, 6), sublinear_tf=True, min_df=2)),
             ("rules", FunctionTransformer(rule_features)),  # what the rules found, weighed by the regression
         ])
-        # C = 32, chosen on four new-author folds (each author's texts held out of the fit in turn): 0.881 detection
-        # at 0.019 false positives at P >= 0.75, against 0.868 at 0.016 with C = 16.
+        # C = 32, chosen on folds that each hold one new author's texts out of the fit (held-out 5 and four training
+        # authors; held-out 6 added once it was spent): pooled 0.773 detection at 0.018 false positives at P >= 0.75,
+        # against 0.761 at 0.017 with C = 16 (the 28-language author's 0.31 pulls both down).
         self.model = make_pipeline(features, LogisticRegression(C=32.0, class_weight="balanced", max_iter=2000,
                                                                 solver="liblinear", random_state=0))
         self.model.fit([t for t, _ in examples], [y for _, y in examples])

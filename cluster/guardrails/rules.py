@@ -42,6 +42,14 @@ _SYSTEM_PROMPT_INTL = r"(?:system-?prompts?|systemprompts?|prompt (?:de |del |do
                       r"systeemprompt|systemanweisung\w*|instru[cç][õo]es (?:do|de) sistema|instrucciones (?:del|de) " \
                       r"sistema|istruzioni di sistema|consignes (?:du )?syst[eè]me)\b"
 _YOUR_INTL = r"dein\w*|ihr(?:en|e)?|tu|tus|su|sus|ton|ta|tes|votre|vos|seu|teu|tua|tuo|uw|jouw"
+# After "when an AI reads ...": this very text, or an order in the same sentence ("..., it must say ..."); a
+# description ("injection happens when the model processes content from websites") has neither.
+_THEN_ORDER = r"(?=[^.\n]{0,20}\b(?:this|these|the following|the above|it|our|my|me)\b|[^.\n]{0,80}[,:;]\s*" \
+              r"(?:please\s+)?(?:it |they |you )?(?:must|should|shall|will|always|never|do not|don't|say|tell|" \
+              r"include|" \
+              r"add|mention|recommend|ignore|reply|respond|answer|state|describe|call|refer|treat|present|rank|rate|" \
+              r"append|insert|begin|start|end|finish|claim|report|mark|send|use|advise|suggest|direct|point|redirect|" \
+              r"link|warn|instruct|explain|give|offer|quote|cite|only)\b)"
 # What a planted note orders an agent to do.
 _AGENT_ORDER = r"(?:ignore|disregard|reply|respond|answer|say|tell|send|forward|copy|export|create|open|attach|click|" \
                r"confirm|recommend|mark|approve|run|execute|navigate|resolve|post|include|add|upload|fetch|call|" \
@@ -62,7 +70,9 @@ RULES: tuple[tuple[str, str], ...] = (
     ("override", rf"\b{_AI}s?\s+(?:reading|processing|summari[sz]ing|parsing|that reads?)\s+(?:this|these)\b"),
     ("override", r"\bwhen (?:asked|summari[sz]ing|answering)[^.]{0,80}\b(?:do not|don't|never) (?:mention|reveal|"
                  r"tell)\b[^.]{0,40}\b(?:this|these) (?:note|instruction|message|text)"),
-    ("roleplay", r"\b(?:you are|you're|act as|pretend (?:to be|you are)|roleplay as|role-play as|play the role of|"
+    # (Not described: "asks the model to pretend to be ...".)
+    ("roleplay", r"(?<!model to )(?<!\bit to )(?<!\bai to )(?<!assistant to )(?<!chatbot to )(?<!\bllm to )"
+                 r"\b(?:you are|you're|act as|pretend (?:to be|you are)|roleplay as|role-play as|play the role of|"
                  r"behave like|simulate)\b[^.]{0,60}\b(?:no|without|free of|unbound by|not bound by|unrestricted|"
                  r"uncensored|unfiltered|jailbroken|any) (?:restrictions?|rules?|limits?|filters?|guidelines?|"
                  r"censorship|morals?|ethics|policies)"),
@@ -70,8 +80,9 @@ RULES: tuple[tuple[str, str], ...] = (
                  r"an? (?:unrestricted|uncensored|unfiltered|jailbroken|evil) (?:ai|assistant|model|chatbot))\b"),
     ("roleplay", r"\b(?:god|jailbreak(?:ed)?|unrestricted|dan) mode\b"),
     ("roleplay", r"\b(?:enable|activate|enter|switch to)\s+(?:the\s+)?(?:god|jailbreak|dan|unrestricted)\s+mode\b"),
-    ("roleplay", r"\bjailbreak\b[^.?!]{0,30}\b(?:yourself|you|this (?:ai|model|assistant)|the (?:ai|model))\b"),
-    ("extraction", r"\b(?:print|reveal|show|output|repeat|display|tell me|give me|share|leak|dump|write out|recite|"
+    ("roleplay", r"\bjailbreak\b[^.?!\n]{0,30}\b(?:yourself|you|this (?:ai|model|assistant)|the (?:ai|model))\b"),
+    ("extraction", r"\b(?:print|reveal|show|output(?!\s+(?:filter\w*|guard\w*|check\w*|validation|scann\w*|"
+                   r"moderation))|repeat|display|tell me|give me|share|leak|dump|write out|recite|"
                    r"disclose|spell out|echo|return)\b[^.?]{0,40}\b(?:your|the|my|any)\s+(?:full\s+|entire\s+|"
                    r"exact\s+|original\s+|hidden\s+|initial\s+|secret\s+|internal\s+)*(?:system\s+prompt|"
                    r"(?:initial|original|hidden|secret|system|internal)\s+(?:instructions?|prompt|message|rules)|"
@@ -111,7 +122,7 @@ RULES: tuple[tuple[str, str], ...] = (
                  rf"ventas|vendas|marketing|comunicaci\w+|recursos|rh|rrhh|instala\w+|installation|configura\w+|"
                  rf"produc\w+|produ[cç][aã]o|redac\w+|reda[cç][aã]o|cuisine|cocina|laboratoire|laboratorio))"),
     ("override", rf"\b(?:when(?:ever)?|if|once)\s+(?:an?|the|any|some)\s+(?:automated\s+)?{_AI_EN}s?\s+(?:reads?|"
-                 rf"is asked|answers?|summari[sz]es|processes|sees|retrieves|gets asked|responds)"),
+                 rf"is asked|answers?|summari[sz]es|processes|sees|retrieves|gets asked|responds)\b{_THEN_ORDER}"),
     ("override", rf"\b(?:(?:the|any|all)\s+)?(?:automated\s+)?{_AI_EN}s?\s+(?:answering|responding to|handling|"
                  rf"reading|processing|summari[sz]ing|using|citing|quoting|that (?:use|cite|read|answer|"
                  rf"quote))\b[^.]{{0,80}}"
@@ -166,7 +177,9 @@ RULES: tuple[tuple[str, str], ...] = (
                  rf"for you|in this)|\s*[.!,;]|\s*$))"),
     ("override", r"\b(?:nouvelles?|neue[nr]?|nuevas?|nuov[ae]|novas?|nieuwe)\s+(?:consignes?|anweisung(?:en)?|"
                  r"instrucci(?:ón|ones)|istruzion[ei]|instru[cç](?:ão|ões)|instructies?|r[eè]gles?|"
-                 r"regeln)\b[^:\n]{0,40}:"),
+                 # ... unless they come from the management: "die neue Anweisung der Geschäftsführung: ..."
+                 r"regeln)\b[^:\n]{0,40}:(?<!geschäftsführung:)(?<!leitung:)(?<!direction:)(?<!dirección:)"
+                 r"(?<!direzione:)(?<!diretoria:)(?<!directie:)(?<!vorstands:)"),
     # ... of the model's own rules: the instructions a manager sent last week may well no longer apply.
     ("override", rf"\b(?:les|die|las|le|as|de)\s+(?:\w+\s+){{0,2}}(?:règles|consignes|regeln|anweisungen|reglas|"
                  rf"instrucciones|regole|istruzioni|regras|instruções|regels)\b(?=[^.]{{0,60}}\b(?:{_YOUR_INTL}|"
@@ -181,7 +194,7 @@ RULES: tuple[tuple[str, str], ...] = (
                  r"state|tell|include|add|this)\b"),
     ("override", rf"\b(?:when(?:ever)?|if|once)\s+(?:an?|the|any|some)\s+(?:ai\s+|automated\s+|virtual\s+)?"
                  rf"{_AI_EN}s?\s+(?:is\s+|are\s+)?(?:answering|reading|summari[sz]ing|using|uses|processing|"
-                 rf"handling|quoting|quotes|loads?|loading|parses|parsing)\b"),
+                 rf"handling|quoting|quotes|loads?|loading|parses|parsing)\b{_THEN_ORDER}"),
     ("override", r"(?-i:(?:^|\n)\s*[\[(<]?(?:SYSTEM|SYSTEM NOTE|SYSTEM MESSAGE|ADMIN|ADMIN NOTE|ADMINISTRATOR|"
                  r"DEVELOPER|OPERATOR|INSTRUCTION)[\])>]?\s*:)\s*(?:you|ignore|the (?:assistant|model|ai|customer|"
                  r"user)|"
@@ -411,18 +424,23 @@ def _views(text: str) -> list[tuple[str, View]]:
 # Japanese ones are corner brackets.
 # A phrase in quotes is a mention ("pretend you're ...": a contraction does not end it; German quotes open low,
 # Japanese ones are corner brackets), unless it is a value: JSON, YAML, code, CSV (`"note": "..."`, `note: "..."`,
-# `= "..."`, `f("...")`, `,"..."`), where planted instructions sit. Code in backticks counts as a mention only when short.
+# `= "..."`, `f("...")`, `,"..."`), where planted instructions sit. Code in backticks is a mention only when short.
 _QUOTED = re.compile(r"(?<!\w)'(?:[^'\n]|(?<=\w)'(?=\w)){3,120}'(?!\w)|\"[^\"\n]{3,120}\"|"
                      r"“[^”\n]{3,120}”|‘(?:[^’\n]|(?<=\w)’(?=\w)){3,120}’|„[^“”\"\n]{3,120}[“”\"]|"
                      r"‚[^‘’'\n]{3,120}[‘’']|«[^»\n]{3,120}»|`[^`\n]{3,80}`|「[^」\n]{8,120}」|『[^』\n]{8,120}』")
 _VALUE_BEFORE = re.compile(r"(?:(?:=|\w\(|[\[{]|[\"']\s*:|^\s*-?\s*[\w.-]+\s*:)\s*|,)$")
 
 
+# A markdown image or link given as an example ("something like ![](https://attacker.example/?q=SECRET)").
+_EXAMPLE_LINK = re.compile(r"(?:e\.g\.|i\.e\.|such as|something like|for example|for instance)[,:]?\s*"
+                           r"!?\[[^\]\n]*\]\([^)\n]*\)", re.I)
+
+
 def _without_mentions(text: str) -> str:
     def blank(m: re.Match[str]) -> str:
         line = text[text.rfind("\n", 0, m.start()) + 1:m.start()]
         return m.group(0) if _VALUE_BEFORE.search(line) else " "
-    return _QUOTED.sub(blank, text)
+    return _EXAMPLE_LINK.sub(" ", _QUOTED.sub(blank, text))
 
 
 @lru_cache(maxsize=4096)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 def state_secret(path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
     """The secret at `path`, made by `make()` if there is none yet. Two processes racing to create it get the same
-    one: the file is created exclusively and written before it is renamed into place."""
+    one: each writes a private temporary file and links it into place, and a link fails where the file exists."""
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)

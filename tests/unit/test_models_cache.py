@@ -68,6 +68,27 @@ def test_the_prepared_injection_classifier_is_current_and_loads() -> None:
     assert attack > 0.9 > 0.1 > ordinary
 
 
+def test_the_demos_extraction_requests_pass_the_finetuned_routes_input_guard() -> None:
+    """"Reply with only a JSON object ..." is what API clients send all day; the demo sends 40 such requests to the
+    finetuned route, which blocks injected input. None may be refused (a classifier once put 2 of them at 0.76)."""
+    from cluster.demo import extraction
+    from cluster.guardrails.classifier import load_prepared
+    from serve.services.errors import ApiError
+    from serve.services.guardrails import GuardrailService
+
+    settings = Settings()
+    spec = settings.profile_spec.guardrails
+    guard = GuardrailService(spec, classifier=load_prepared(cache.resolve(spec.model, settings.models_dir)))
+    train, test = extraction.split()
+    refused = []
+    for sentence, _ in train[:40] + test:
+        try:
+            guard.check_input("finetuned", extraction.prompt(sentence))
+        except ApiError:
+            refused.append(sentence)
+    assert refused == []
+
+
 def test_a_failed_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def build(target: Path, models_dir: Path) -> dict:
         (target / "half.bin").write_bytes(b"h")
